@@ -1,0 +1,33 @@
+# Warnings, sanitizers and ccache for every quantmt target.
+
+find_program(CCACHE_PROGRAM ccache)
+if(CCACHE_PROGRAM)
+  set(CMAKE_CXX_COMPILER_LAUNCHER ${CCACHE_PROGRAM})
+endif()
+
+add_compile_options(-Wall -Wextra -Wno-unused-parameter)
+if(QUANTMT_WERROR)
+  add_compile_options(-Werror)
+endif()
+
+if(QUANTMT_SANITIZE AND QUANTMT_SANITIZE_THREAD)
+  message(FATAL_ERROR "QUANTMT_SANITIZE and QUANTMT_SANITIZE_THREAD are exclusive")
+endif()
+if(QUANTMT_SANITIZE)
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer
+                      -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=address,undefined)
+endif()
+if(QUANTMT_SANITIZE_THREAD)
+  add_compile_options(-fsanitize=thread -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=thread)
+endif()
+
+# quantmt_add_test(name SOURCES ... [LIBS ...]): one gtest binary, one ctest entry.
+function(quantmt_add_test name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;LIBS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gtest GTest::gtest_main)
+  add_test(NAME ${name} COMMAND ${name})
+  set_tests_properties(${name} PROPERTIES ENVIRONMENT "QUANTMT_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+endfunction()

@@ -1,0 +1,101 @@
+// quantmt's engine API: translate sentences with a model directory.
+//
+// Plain C++: no torch, protobuf or SentencePiece types. Errors are
+// absl::Status values; no input makes the engine abort.
+//
+//   auto translator = quantmt::Translator::Create("models/de-en", {});
+//   if (!translator.ok()) ...
+//   auto results = (*translator)->Translate({"Ein Hund rennt."}, {});
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "quantmt/engine/status.h"
+
+namespace quantmt {
+
+enum class DeviceKind { kCpu, kCuda };
+
+struct TranslatorOptions {
+  DeviceKind device = DeviceKind::kCpu;
+  int device_index = 0;  // CUDA device ordinal
+  // CPU intra-op threads. This sets LibTorch's process-wide thread pool.
+  // Default: 0, meaning the number of hardware threads.
+  int num_threads = 0;
+  // "auto" (float32 on CPU, float16 on CUDA), "float32", "float16", "bfloat16".
+  // REQUIRES: float32 on CPU.
+  std::string compute_type = "auto";
+};
+
+struct TranslationOptions {
+  // Beams per sentence; 1 is greedy search. REQUIRES: 1..64.
+  int beam_size = 4;
+  // Hypotheses returned per sentence. REQUIRES: 1 <= num_hypotheses <= beam_size.
+  int num_hypotheses = 1;
+  // score = log_prob / length^length_penalty (length counts the generated
+  // tokens, end-of-sentence included); 0 disables normalization.
+  float length_penalty = 1.0f;
+  // Generated tokens per sentence, end-of-sentence not counted. A longer
+  // output is cut here. Capped by the model's max_target_positions.
+  int max_decoding_length = 256;
+  // End-of-sentence is not allowed before this many tokens.
+  int min_decoding_length = 0;
+  // Source tokens per sentence (end-of-sentence included); a longer sentence
+  // is refused with InvalidArgument, never silently truncated.
+  // Default: 0, meaning the model's max_source_positions.
+  int max_input_length = 0;
+  // Sentences decoded together. Input is sorted by length first, so batches
+  // hold sentences of similar length and little padding.
+  int max_batch_size = 32;
+};
+
+struct Hypothesis {
+  std::string text;
+  std::vector<int> token_ids;  // without BOS/EOS
+  float score = 0.0f;          // length-normalized, see TranslationOptions
+  float log_prob = 0.0f;       // sum of token log-probabilities
+};
+
+struct TranslationResult {
+  std::vector<Hypothesis> hypotheses;  // best first
+  int source_tokens = 0;               // end-of-sentence included
+};
+
+struct ModelInfo {
+  std::string model_dir;
+  std::string source_language;
+  std::string target_language;
+  std::string quantization;  // "none" for floating point
+  std::string compute_type;  // dtype the model runs in
+  std::string device;        // "cpu", "cuda:0"
+  int64_t num_parameters = 0;
+  int64_t weights_file_bytes = 0;
+  int max_source_positions = 0;
+};
+
+class Translator {
+ public:
+  // Loads and validates the model directory (config.json, weights, tokenizer).
+  static absl::StatusOr<std::unique_ptr<Translator>> Create(const std::string& model_dir,
+                                                            const TranslatorOptions& options);
+  virtual ~Translator() = default;
+
+  // Translates every sentence, or fails as a whole with InvalidArgument
+  // naming the first bad sentence (invalid UTF-8, too many tokens) or option.
+  // An empty sentence translates to an empty hypothesis.
+  // Thread-compatible: one call at a time per Translator.
+  virtual absl::StatusOr<std::vector<TranslationResult>> Translate(
+      const std::vector<std::string>& sentences, const TranslationOptions& options) = 0;
+
+  // The same on token ids (each source ends with end-of-sentence); `text`
+  // stays empty. Used by tests and benchmarks.
+  virtual absl::StatusOr<std::vector<TranslationResult>> TranslateIds(
+      const std::vector<std::vector<int>>& sources, const TranslationOptions& options) = 0;
+
+  virtual const ModelInfo& info() const = 0;
+};
+
+}  // namespace quantmt

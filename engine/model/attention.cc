@@ -1,0 +1,87 @@
+#include "model/attention.h"
+
+#include <cmath>
+
+namespace quantmt {
+
+void KeyValueCache::Select(const torch::Tensor& index) {
+  if (!keys.defined()) return;
+  keys = keys.index_select(0, index);
+  values = values.index_select(0, index);
+}
+
+MultiHeadAttention::MultiHeadAttention(int64_t d_model, int64_t attention_dim, int64_t heads,
+                                       const LinearFactory& make_linear)
+    : heads_(heads), head_dim_(attention_dim / heads) {
+  q_proj_ = register_module("q_proj", make_linear(d_model, attention_dim, true));
+  k_proj_ = register_module("k_proj", make_linear(d_model, attention_dim, true));
+  v_proj_ = register_module("v_proj", make_linear(d_model, attention_dim, true));
+  out_proj_ = register_module("out_proj", make_linear(attention_dim, d_model, true));
+}
+
+torch::Tensor MultiHeadAttention::SplitHeads(const torch::Tensor& x) const {
+  return x.view({x.size(0), x.size(1), heads_, head_dim_}).transpose(1, 2);
+}
+
+torch::Tensor MultiHeadAttention::Attend(const torch::Tensor& q, const torch::Tensor& k,
+                                         const torch::Tensor& v, const torch::Tensor& mask,
+                                         double dropout) {
+  // q is scaled before the product: the same result, fewer multiplications.
+  auto scores =
+      torch::matmul(q * (1.0 / std::sqrt(static_cast<double>(head_dim_))), k.transpose(-2, -1));
+  if (mask.defined()) scores = scores + mask;
+  auto weights = torch::softmax(scores, -1);
+  if (dropout > 0 && is_training()) weights = torch::dropout(weights, dropout, true);
+  auto context = torch::matmul(weights, v);  // [B, H, Tq, D]
+  context = context.transpose(1, 2).reshape({q.size(0), q.size(2), heads_ * head_dim_});
+  return out_proj_->Forward(context);
+}
+
+torch::Tensor MultiHeadAttention::Forward(const torch::Tensor& query, const torch::Tensor& memory,
+                                          const torch::Tensor& mask, double dropout) {
+  auto q = SplitHeads(q_proj_->Forward(query));
+  auto k = SplitHeads(k_proj_->Forward(memory));
+  auto v = SplitHeads(v_proj_->Forward(memory));
+  return Attend(q, k, v, mask, dropout);
+}
+
+KeyValueCache MultiHeadAttention::ProjectKeyValue(const torch::Tensor& memory) {
+  KeyValueCache cache;
+  cache.keys = SplitHeads(k_proj_->Forward(memory));
+  cache.values = SplitHeads(v_proj_->Forward(memory));
+  cache.length = memory.size(1);
+  return cache;
+}
+
+torch::Tensor MultiHeadAttention::ForwardIncremental(const torch::Tensor& x, KeyValueCache* cache) {
+  auto q = SplitHeads(q_proj_->Forward(x));
+  auto k = SplitHeads(k_proj_->Forward(x));
+  auto v = SplitHeads(v_proj_->Forward(x));
+  const int64_t capacity = cache->keys.defined() ? cache->keys.size(2) : 0;
+  if (cache->length == capacity) {
+    // Grow geometrically: amortized O(1) copies per step, no fixed maximum.
+    const int64_t grown = std::max<int64_t>(16, capacity * 2);
+    auto keys = torch::empty({k.size(0), heads_, grown, head_dim_}, k.options());
+    auto values = torch::empty_like(keys);
+    if (capacity > 0) {
+      keys.narrow(2, 0, capacity).copy_(cache->keys);
+      values.narrow(2, 0, capacity).copy_(cache->values);
+    }
+    cache->keys = keys;
+    cache->values = values;
+  }
+  cache->keys.narrow(2, cache->length, 1).copy_(k);
+  cache->values.narrow(2, cache->length, 1).copy_(v);
+  cache->length += 1;
+  return Attend(q, cache->keys.narrow(2, 0, cache->length),
+                cache->values.narrow(2, 0, cache->length), torch::Tensor(), 0.0);
+}
+
+torch::Tensor MultiHeadAttention::ForwardCached(const torch::Tensor& query,
+                                                const KeyValueCache& memory,
+                                                const torch::Tensor& mask) {
+  auto q = SplitHeads(q_proj_->Forward(query));
+  return Attend(q, memory.keys, memory.values, mask, 0.0);
+}
+
+}  // namespace quantmt

@@ -1,0 +1,31 @@
+#include "model/linear.h"
+
+#include <cmath>
+
+namespace quantmt {
+
+FloatLinear::FloatLinear(int64_t in_features, int64_t out_features, bool with_bias) {
+  // Xavier-uniform, as in the Transformer paper's reference implementations;
+  // training starts from this, inference overwrites it from the checkpoint.
+  const double bound = std::sqrt(6.0 / static_cast<double>(in_features + out_features));
+  weight_ = register_parameter("weight",
+                               torch::empty({out_features, in_features}).uniform_(-bound, bound));
+  if (with_bias) bias_ = register_parameter("bias", torch::zeros({out_features}));
+}
+
+torch::Tensor FloatLinear::Forward(const torch::Tensor& input) {
+  return torch::nn::functional::linear(input, weight_, bias_);
+}
+
+absl::StatusOr<LinearFactory> LinearFactoryFor(const QuantizationConfig& quantization) {
+  if (quantization.scheme == "none") {
+    return LinearFactory([](int64_t in_features, int64_t out_features, bool bias) {
+      return std::static_pointer_cast<Linear>(
+          std::make_shared<FloatLinear>(in_features, out_features, bias));
+    });
+  }
+  return absl::InvalidArgumentError("quantization scheme '" + quantization.scheme +
+                                    "' has no linear layer in this build");
+}
+
+}  // namespace quantmt

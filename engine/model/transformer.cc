@@ -1,0 +1,315 @@
+#include "model/transformer.h"
+
+#include <cmath>
+#include <limits>
+#include <string>
+
+namespace quantmt {
+namespace {
+
+torch::nn::LayerNorm MakeLayerNorm(int64_t d_model, float eps) {
+  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({d_model}).eps(eps));
+}
+
+int64_t AttentionDim(const ModelConfig& config, const LayerConfig& layer) {
+  return layer.attention_dim > 0 ? layer.attention_dim : config.d_model;
+}
+
+// Additive mask that hides later positions: [T, T], -inf above the diagonal.
+torch::Tensor CausalMask(int64_t length, const torch::TensorOptions& options) {
+  return torch::full({length, length}, -std::numeric_limits<float>::infinity(), options).triu(1);
+}
+
+torch::Tensor Dropout(const torch::Tensor& x, double p, bool training) {
+  return (training && p > 0) ? torch::dropout(x, p, true) : x;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- FeedForward
+
+FeedForward::FeedForward(int64_t d_model, int64_t ffn_dim, Activation activation,
+                         const LinearFactory& make_linear)
+    : activation_(activation) {
+  fc1_ = register_module("fc1", make_linear(d_model, ffn_dim, true));
+  fc2_ = register_module("fc2", make_linear(ffn_dim, d_model, true));
+}
+
+torch::Tensor FeedForward::Forward(const torch::Tensor& x, double activation_dropout) {
+  auto h = fc1_->Forward(x);
+  switch (activation_) {
+    case Activation::kRelu:
+      h = torch::relu(h);
+      break;
+    case Activation::kGelu:
+      h = torch::gelu(h);
+      break;
+    case Activation::kSilu:
+      h = torch::silu(h);
+      break;
+  }
+  return fc2_->Forward(Dropout(h, activation_dropout, is_training()));
+}
+
+// --------------------------------------------------------------- EncoderLayer
+
+EncoderLayer::EncoderLayer(const ModelConfig& config, const LayerConfig& layer,
+                           const LinearFactory& make_linear)
+    : pre_norm_(config.norm == NormPosition::kPre) {
+  self_attn_ = register_module(
+      "self_attn", std::make_shared<MultiHeadAttention>(config.d_model, AttentionDim(config, layer),
+                                                        layer.heads, make_linear));
+  self_attn_layer_norm_ =
+      register_module("self_attn_layer_norm", MakeLayerNorm(config.d_model, config.layer_norm_eps));
+  ffn_ = register_module("ffn", std::make_shared<FeedForward>(config.d_model, layer.ffn_dim,
+                                                              config.activation, make_linear));
+  final_layer_norm_ =
+      register_module("final_layer_norm", MakeLayerNorm(config.d_model, config.layer_norm_eps));
+}
+
+torch::Tensor EncoderLayer::Forward(const torch::Tensor& x, const torch::Tensor& mask,
+                                    const DropoutConfig& dropout) {
+  const bool training = is_training();
+  torch::Tensor h = pre_norm_ ? self_attn_layer_norm_(x) : x;
+  h = self_attn_->Forward(h, h, mask, dropout.attention);
+  torch::Tensor y = x + Dropout(h, dropout.residual, training);
+  if (!pre_norm_) y = self_attn_layer_norm_(y);
+
+  h = pre_norm_ ? final_layer_norm_(y) : y;
+  h = ffn_->Forward(h, dropout.activation);
+  torch::Tensor z = y + Dropout(h, dropout.residual, training);
+  return pre_norm_ ? z : final_layer_norm_(z);
+}
+
+// --------------------------------------------------------------- DecoderLayer
+
+DecoderLayer::DecoderLayer(const ModelConfig& config, const LayerConfig& layer,
+                           const LinearFactory& make_linear)
+    : pre_norm_(config.norm == NormPosition::kPre) {
+  const int64_t attention_dim = AttentionDim(config, layer);
+  self_attn_ =
+      register_module("self_attn", std::make_shared<MultiHeadAttention>(
+                                       config.d_model, attention_dim, layer.heads, make_linear));
+  self_attn_layer_norm_ =
+      register_module("self_attn_layer_norm", MakeLayerNorm(config.d_model, config.layer_norm_eps));
+  encoder_attn_ =
+      register_module("encoder_attn", std::make_shared<MultiHeadAttention>(
+                                          config.d_model, attention_dim, layer.heads, make_linear));
+  encoder_attn_layer_norm_ = register_module("encoder_attn_layer_norm",
+                                             MakeLayerNorm(config.d_model, config.layer_norm_eps));
+  ffn_ = register_module("ffn", std::make_shared<FeedForward>(config.d_model, layer.ffn_dim,
+                                                              config.activation, make_linear));
+  final_layer_norm_ =
+      register_module("final_layer_norm", MakeLayerNorm(config.d_model, config.layer_norm_eps));
+}
+
+torch::Tensor DecoderLayer::FeedForwardBlock(const torch::Tensor& x, double residual_dropout,
+                                             double activation_dropout) {
+  torch::Tensor h = pre_norm_ ? final_layer_norm_(x) : x;
+  h = ffn_->Forward(h, activation_dropout);
+  torch::Tensor y = x + Dropout(h, residual_dropout, is_training());
+  return pre_norm_ ? y : final_layer_norm_(y);
+}
+
+torch::Tensor DecoderLayer::Forward(const torch::Tensor& x, const torch::Tensor& memory,
+                                    const torch::Tensor& causal_mask,
+                                    const torch::Tensor& memory_mask,
+                                    const DropoutConfig& dropout) {
+  const bool training = is_training();
+  torch::Tensor h = pre_norm_ ? self_attn_layer_norm_(x) : x;
+  h = self_attn_->Forward(h, h, causal_mask, dropout.attention);
+  torch::Tensor y = x + Dropout(h, dropout.residual, training);
+  if (!pre_norm_) y = self_attn_layer_norm_(y);
+
+  h = pre_norm_ ? encoder_attn_layer_norm_(y) : y;
+  h = encoder_attn_->Forward(h, memory, memory_mask, dropout.attention);
+  torch::Tensor z = y + Dropout(h, dropout.residual, training);
+  if (!pre_norm_) z = encoder_attn_layer_norm_(z);
+
+  return FeedForwardBlock(z, dropout.residual, dropout.activation);
+}
+
+torch::Tensor DecoderLayer::ForwardStep(const torch::Tensor& x, DecoderLayerCache* cache,
+                                        const torch::Tensor& memory_mask) {
+  torch::Tensor h = pre_norm_ ? self_attn_layer_norm_(x) : x;
+  h = self_attn_->ForwardIncremental(h, &cache->self_attention);
+  torch::Tensor y = x + h;
+  if (!pre_norm_) y = self_attn_layer_norm_(y);
+
+  h = pre_norm_ ? encoder_attn_layer_norm_(y) : y;
+  h = encoder_attn_->ForwardCached(h, cache->cross_attention, memory_mask);
+  torch::Tensor z = y + h;
+  if (!pre_norm_) z = encoder_attn_layer_norm_(z);
+
+  return FeedForwardBlock(z, 0.0, 0.0);
+}
+
+KeyValueCache DecoderLayer::ProjectMemory(const torch::Tensor& memory) {
+  return encoder_attn_->ProjectKeyValue(memory);
+}
+
+// --------------------------------------------------------------- DecoderState
+
+void DecoderState::Select(const torch::Tensor& index) {
+  for (auto& layer : layers) {
+    layer.self_attention.Select(index);
+    layer.cross_attention.Select(index);
+  }
+  memory_mask = memory_mask.index_select(0, index);
+}
+
+// ---------------------------------------------------------------- Transformer
+
+absl::StatusOr<std::shared_ptr<Transformer>> Transformer::Create(const ModelConfig& config) {
+  RETURN_IF_ERROR(ValidateModelConfig(config, "model config"));
+  ASSIGN_OR_RETURN(LinearFactory make_linear, LinearFactoryFor(config.quantization));
+  return std::shared_ptr<Transformer>(new Transformer(config, make_linear));
+}
+
+Transformer::Transformer(const ModelConfig& config, const LinearFactory& make_linear)
+    : config_(config), embed_scale_(config.scale_embeddings ? std::sqrt(config.d_model) : 1.0) {
+  const int64_t d = config.d_model;
+  encoder_ = register_module("encoder", std::make_shared<torch::nn::Module>());
+  decoder_ = register_module("decoder", std::make_shared<torch::nn::Module>());
+
+  // Embeddings start at N(0, d^-1/2) with a zero padding row: with the
+  // sqrt(d) scale this gives unit-variance inputs.
+  auto make_embedding = [&](int64_t vocab) {
+    torch::nn::Embedding table(vocab, d);
+    torch::NoGradGuard no_grad;
+    table->weight.normal_(0.0, std::pow(static_cast<double>(d), -0.5));
+    table->weight[config.pad_id].zero_();
+    return table;
+  };
+  encoder_embed_ =
+      encoder_->register_module("embed_tokens", make_embedding(config.source_vocab_size));
+  if (!config.shared_embeddings) {
+    decoder_embed_ =
+        decoder_->register_module("embed_tokens", make_embedding(config.target_vocab_size));
+  }
+  if (config.positions == PositionEncoding::kLearned) {
+    encoder_positions_ =
+        encoder_->register_module("embed_positions", make_embedding(config.max_source_positions));
+    decoder_positions_ =
+        decoder_->register_module("embed_positions", make_embedding(config.max_target_positions));
+  }
+
+  auto encoder_layers = encoder_->register_module("layers", torch::nn::ModuleList());
+  for (const LayerConfig& layer : config.encoder_layers) {
+    encoder_layers_.push_back(std::make_shared<EncoderLayer>(config, layer, make_linear));
+    encoder_layers->push_back(encoder_layers_.back());
+  }
+  auto decoder_layers = decoder_->register_module("layers", torch::nn::ModuleList());
+  for (const LayerConfig& layer : config.decoder_layers) {
+    decoder_layers_.push_back(std::make_shared<DecoderLayer>(config, layer, make_linear));
+    decoder_layers->push_back(decoder_layers_.back());
+  }
+  // Pre-norm stacks end with a LayerNorm; post-norm layers already end normalized.
+  if (config.norm == NormPosition::kPre) {
+    encoder_norm_ =
+        encoder_->register_module("layer_norm", MakeLayerNorm(d, config.layer_norm_eps));
+    decoder_norm_ =
+        decoder_->register_module("layer_norm", MakeLayerNorm(d, config.layer_norm_eps));
+  }
+  if (!config.tie_output_projection) {
+    output_projection_ = decoder_->register_module("output_projection",
+                                                   make_linear(d, config.target_vocab_size, false));
+  }
+}
+
+const torch::Tensor& Transformer::target_embedding() const {
+  return config_.shared_embeddings ? encoder_embed_->weight : decoder_embed_->weight;
+}
+
+torch::Tensor Transformer::SinusoidalPositions(int64_t first, int64_t length,
+                                               const torch::Tensor& like) {
+  const int64_t needed = first + length;
+  if (!sinusoid_cache_.defined() || sinusoid_cache_.size(0) < needed ||
+      sinusoid_cache_.device() != like.device() || sinusoid_cache_.dtype() != like.dtype()) {
+    // PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(p / 10000^(2i/d))
+    // (Vaswani et al. 2017), computed in float64 for accuracy.
+    const int64_t rows = std::max<int64_t>(
+        needed, std::max(config_.max_source_positions, config_.max_target_positions));
+    const int64_t d = config_.d_model;
+    auto position = torch::arange(rows, torch::kFloat64).unsqueeze(1);
+    auto even = torch::arange(0, d, 2, torch::kFloat64);
+    auto angle = position * torch::exp(even * (-std::log(10000.0) / d));
+    auto table = torch::zeros({rows, d}, torch::kFloat64);
+    table.index_put_({torch::indexing::Slice(), torch::indexing::Slice(0, d, 2)},
+                     torch::sin(angle));
+    table.index_put_({torch::indexing::Slice(), torch::indexing::Slice(1, d, 2)},
+                     torch::cos(angle).narrow(1, 0, d / 2));
+    sinusoid_cache_ = table.to(like.options());
+  }
+  return sinusoid_cache_.narrow(0, first, length);
+}
+
+torch::Tensor Transformer::Embed(const torch::Tensor& ids, const torch::Tensor& table,
+                                 const torch::nn::Embedding& learned_positions,
+                                 int64_t first_position) {
+  auto x = torch::embedding(table, ids) * embed_scale_;
+  const int64_t length = ids.size(1);
+  if (learned_positions) {
+    auto positions = torch::arange(first_position, first_position + length,
+                                   torch::TensorOptions().dtype(torch::kLong).device(ids.device()));
+    x = x + torch::embedding(learned_positions->weight, positions).unsqueeze(0);
+  } else {
+    x = x + SinusoidalPositions(first_position, length, x).unsqueeze(0);
+  }
+  return Dropout(x, dropout_.residual, is_training());
+}
+
+torch::Tensor Transformer::OutputLogits(const torch::Tensor& hidden) {
+  auto h = decoder_norm_ ? decoder_norm_(hidden) : hidden;
+  if (output_projection_) return output_projection_->Forward(h);
+  return torch::nn::functional::linear(h, target_embedding());
+}
+
+EncoderOutput Transformer::Encode(const torch::Tensor& source_ids) {
+  EncoderOutput out;
+  auto x = Embed(source_ids, encoder_embed_->weight, encoder_positions_, 0);
+  out.memory_mask =
+      torch::zeros({source_ids.size(0), 1, 1, source_ids.size(1)}, x.options())
+          .masked_fill(
+              source_ids.eq(config_.pad_id).view({source_ids.size(0), 1, 1, source_ids.size(1)}),
+              -std::numeric_limits<float>::infinity());
+  for (auto& layer : encoder_layers_) x = layer->Forward(x, out.memory_mask, dropout_);
+  out.memory = encoder_norm_ ? encoder_norm_(x) : x;
+  return out;
+}
+
+torch::Tensor Transformer::DecodeFull(const torch::Tensor& target_in,
+                                      const EncoderOutput& encoded) {
+  auto x = Embed(target_in, target_embedding(), decoder_positions_, 0);
+  auto causal = CausalMask(target_in.size(1), x.options());
+  for (auto& layer : decoder_layers_) {
+    x = layer->Forward(x, encoded.memory, causal, encoded.memory_mask, dropout_);
+  }
+  return OutputLogits(x);
+}
+
+torch::Tensor Transformer::Forward(const torch::Tensor& source_ids,
+                                   const torch::Tensor& target_in) {
+  return DecodeFull(target_in, Encode(source_ids));
+}
+
+DecoderState Transformer::StartDecoding(const EncoderOutput& encoded) {
+  DecoderState state;
+  state.memory_mask = encoded.memory_mask;
+  state.layers.resize(decoder_layers_.size());
+  for (size_t i = 0; i < decoder_layers_.size(); ++i) {
+    state.layers[i].cross_attention = decoder_layers_[i]->ProjectMemory(encoded.memory);
+  }
+  return state;
+}
+
+torch::Tensor Transformer::DecodeStep(const torch::Tensor& tokens, DecoderState* state) {
+  auto x = Embed(tokens.unsqueeze(1), target_embedding(), decoder_positions_, state->step);
+  for (size_t i = 0; i < decoder_layers_.size(); ++i) {
+    x = decoder_layers_[i]->ForwardStep(x, &state->layers[i], state->memory_mask);
+  }
+  state->step += 1;
+  return OutputLogits(x).squeeze(1);
+}
+
+}  // namespace quantmt

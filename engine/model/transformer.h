@@ -1,0 +1,154 @@
+// The Transformer encoder-decoder: one definition for training (full,
+// teacher-forced forward with dropout) and inference (encode once, then
+// incremental decoding steps over cached keys and values).
+//
+// Parameter names (dot-separated module paths, e.g.
+// "encoder.layers.0.self_attn.q_proj.weight") are the contract with the
+// checkpoint file; docs/checkpoint-format.md lists them.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <vector>
+
+#include "model/attention.h"
+#include "model/linear.h"
+#include "model/model_config.h"
+
+namespace quantmt {
+
+// Dropout rates; all zero at inference. Set by the training tools.
+struct DropoutConfig {
+  double residual = 0.0;    // after attention/FFN blocks and on embeddings
+  double attention = 0.0;   // on attention weights
+  double activation = 0.0;  // inside the FFN, after the activation
+};
+
+class FeedForward : public torch::nn::Module {
+ public:
+  FeedForward(int64_t d_model, int64_t ffn_dim, Activation activation,
+              const LinearFactory& make_linear);
+  torch::Tensor Forward(const torch::Tensor& x, double activation_dropout);
+
+ private:
+  Activation activation_;
+  std::shared_ptr<Linear> fc1_, fc2_;
+};
+
+class EncoderLayer : public torch::nn::Module {
+ public:
+  EncoderLayer(const ModelConfig& config, const LayerConfig& layer,
+               const LinearFactory& make_linear);
+  // x [B, S, d]; mask additive [B, 1, 1, S].
+  torch::Tensor Forward(const torch::Tensor& x, const torch::Tensor& mask,
+                        const DropoutConfig& dropout);
+
+ private:
+  bool pre_norm_;
+  std::shared_ptr<MultiHeadAttention> self_attn_;
+  torch::nn::LayerNorm self_attn_layer_norm_{nullptr};
+  std::shared_ptr<FeedForward> ffn_;
+  torch::nn::LayerNorm final_layer_norm_{nullptr};
+};
+
+// Cached state of one decoder layer during incremental decoding.
+struct DecoderLayerCache {
+  KeyValueCache self_attention;   // grows by one position per step
+  KeyValueCache cross_attention;  // projected encoder output, fixed
+};
+
+class DecoderLayer : public torch::nn::Module {
+ public:
+  DecoderLayer(const ModelConfig& config, const LayerConfig& layer,
+               const LinearFactory& make_linear);
+  // Teacher-forced: x [B, T, d], memory [B, S, d]; masks additive.
+  torch::Tensor Forward(const torch::Tensor& x, const torch::Tensor& memory,
+                        const torch::Tensor& causal_mask, const torch::Tensor& memory_mask,
+                        const DropoutConfig& dropout);
+  // One step: x [B, 1, d].
+  torch::Tensor ForwardStep(const torch::Tensor& x, DecoderLayerCache* cache,
+                            const torch::Tensor& memory_mask);
+  KeyValueCache ProjectMemory(const torch::Tensor& memory);
+
+ private:
+  torch::Tensor FeedForwardBlock(const torch::Tensor& x, double residual_dropout,
+                                 double activation_dropout);
+
+  bool pre_norm_;
+  std::shared_ptr<MultiHeadAttention> self_attn_;
+  torch::nn::LayerNorm self_attn_layer_norm_{nullptr};
+  std::shared_ptr<MultiHeadAttention> encoder_attn_;
+  torch::nn::LayerNorm encoder_attn_layer_norm_{nullptr};
+  std::shared_ptr<FeedForward> ffn_;
+  torch::nn::LayerNorm final_layer_norm_{nullptr};
+};
+
+// Encoder output for a batch: what every decoding step needs.
+struct EncoderOutput {
+  torch::Tensor memory;       // [B, S, d]
+  torch::Tensor memory_mask;  // additive [B, 1, 1, S]: 0 for tokens, -inf for padding
+};
+
+// The whole incremental-decoding state of a batch.
+struct DecoderState {
+  std::vector<DecoderLayerCache> layers;
+  torch::Tensor memory_mask;  // [B, 1, 1, S]
+  int64_t step = 0;           // number of target tokens fed so far
+
+  int64_t batch_size() const { return memory_mask.size(0); }
+  // Keeps the rows in `index` (int64 on the model's device): finished
+  // sentences leave the batch, beam search reorders its hypotheses.
+  void Select(const torch::Tensor& index);
+};
+
+class Transformer : public torch::nn::Module {
+ public:
+  // Builds a model with freshly initialized weights for `config`.
+  static absl::StatusOr<std::shared_ptr<Transformer>> Create(const ModelConfig& config);
+
+  const ModelConfig& config() const { return config_; }
+  void set_dropout(const DropoutConfig& dropout) { dropout_ = dropout; }
+
+  // source_ids: int64 [B, S], padded with pad_id at the end.
+  EncoderOutput Encode(const torch::Tensor& source_ids);
+
+  // Teacher-forced logits: target_in int64 [B, T] -> [B, T, target_vocab].
+  torch::Tensor DecodeFull(const torch::Tensor& target_in, const EncoderOutput& encoded);
+
+  // Convenience: Encode + DecodeFull.
+  torch::Tensor Forward(const torch::Tensor& source_ids, const torch::Tensor& target_in);
+
+  // Projects the encoder output for cross-attention, once per sentence.
+  DecoderState StartDecoding(const EncoderOutput& encoded);
+
+  // Feeds one token per row (int64 [B]) and returns logits [B, target_vocab].
+  torch::Tensor DecodeStep(const torch::Tensor& tokens, DecoderState* state);
+
+ private:
+  explicit Transformer(const ModelConfig& config, const LinearFactory& make_linear);
+
+  torch::Tensor Embed(const torch::Tensor& ids, const torch::Tensor& table,
+                      const torch::nn::Embedding& learned_positions, int64_t first_position);
+  torch::Tensor SinusoidalPositions(int64_t first, int64_t length, const torch::Tensor& like);
+  torch::Tensor OutputLogits(const torch::Tensor& hidden);
+  const torch::Tensor& target_embedding() const;
+
+  ModelConfig config_;
+  DropoutConfig dropout_;
+  double embed_scale_;
+
+  // Module tree: encoder.{embed_tokens,embed_positions,layers,layer_norm},
+  // decoder.{embed_tokens,embed_positions,layers,layer_norm,output_projection}.
+  std::shared_ptr<torch::nn::Module> encoder_, decoder_;
+  torch::nn::Embedding encoder_embed_{nullptr}, decoder_embed_{nullptr};
+  torch::nn::Embedding encoder_positions_{nullptr}, decoder_positions_{nullptr};
+  std::vector<std::shared_ptr<EncoderLayer>> encoder_layers_;
+  std::vector<std::shared_ptr<DecoderLayer>> decoder_layers_;
+  torch::nn::LayerNorm encoder_norm_{nullptr}, decoder_norm_{nullptr};
+  std::shared_ptr<Linear> output_projection_;  // null when tied to the embedding
+
+  torch::Tensor sinusoid_cache_;  // [max_positions, d] on the last used device/dtype
+};
+
+}  // namespace quantmt

@@ -1,0 +1,107 @@
+// Tokenizer::Load: SentencePiece lives in a plugin loaded with its own symbol
+// scope.
+//
+// Why: Debian's libsentencepiece bundles its own protobuf-lite (3.14) and
+// exports those symbols, while LibTorch (and later gRPC) loads the system
+// libprotobuf (3.21). Linked into one program, whichever library comes first
+// provides every protobuf symbol to both, and the other crashes in its static
+// initializers. The plugin (libquantmt_spm.so, which links libsentencepiece)
+// is opened with RTLD_LOCAL | RTLD_DEEPBIND: sentencepiece binds to its own
+// protobuf copy and nothing of it leaks into the global scope.
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "quantmt/engine/tokenizer.h"
+
+namespace quantmt {
+namespace {
+
+using LoadFunction = Tokenizer* (*)(const std::string*, std::string*, TokenizerErrorCode*);
+
+constexpr char kPluginName[] = "libquantmt_spm.so";
+
+std::string ExecutableDirectory() {
+  std::vector<char> buffer(4096);
+  const ssize_t length = ::readlink("/proc/self/exe", buffer.data(), buffer.size() - 1);
+  if (length <= 0) return "";
+  std::string path(buffer.data(), static_cast<size_t>(length));
+  return path.substr(0, path.find_last_of('/'));
+}
+
+// Where the plugin may be, in order: $QUANTMT_SPM_PLUGIN, beside the
+// program, ../lib/quantmt from the program, the build tree, the install tree.
+std::vector<std::string> Candidates() {
+  std::vector<std::string> paths;
+  if (const char* env = std::getenv("QUANTMT_SPM_PLUGIN"); env != nullptr && *env) {
+    paths.push_back(env);
+  }
+  const std::string exe_dir = ExecutableDirectory();
+  if (!exe_dir.empty()) {
+    paths.push_back(exe_dir + "/" + kPluginName);
+    paths.push_back(exe_dir + "/../lib/quantmt/" + kPluginName);
+  }
+  paths.push_back(QUANTMT_SPM_PLUGIN_BUILD_PATH);
+  paths.push_back(QUANTMT_SPM_PLUGIN_INSTALL_PATH);
+  return paths;
+}
+
+int OpenFlags() {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // Sanitizer runtimes refuse RTLD_DEEPBIND. Sanitized test programs that
+  // load LibTorch's libprotobuf cannot use SentencePiece then; the torch-free
+  // ones (tokenizer, checkpoint, metrics) can.
+  return RTLD_NOW | RTLD_LOCAL;
+#else
+  return RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND;
+#endif
+}
+
+struct Plugin {
+  LoadFunction load = nullptr;
+  std::string error;
+};
+
+const Plugin& GetPlugin() {
+  static Plugin* plugin = [] {
+    auto* result = new Plugin;
+    std::string tried;
+    for (const std::string& path : Candidates()) {
+      if (::access(path.c_str(), R_OK) != 0) {
+        tried += " " + path;
+        continue;
+      }
+      void* handle = ::dlopen(path.c_str(), OpenFlags());
+      if (handle == nullptr) {
+        result->error = std::string("cannot load the SentencePiece plugin: ") + ::dlerror();
+        return result;
+      }
+      result->load = reinterpret_cast<LoadFunction>(::dlsym(handle, "quantmt_spm_load"));
+      if (result->load == nullptr) result->error = path + ": no quantmt_spm_load symbol";
+      return result;
+    }
+    result->error = std::string("cannot find the SentencePiece plugin ") + kPluginName +
+                    " (set QUANTMT_SPM_PLUGIN); tried:" + tried;
+    return result;
+  }();
+  return *plugin;
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> Tokenizer::Load(const std::string& model_path, std::string* error,
+                                           TokenizerErrorCode* code) {
+  const Plugin& plugin = GetPlugin();
+  if (plugin.load == nullptr) {
+    if (error != nullptr) *error = plugin.error;
+    if (code != nullptr) *code = TokenizerErrorCode::kInternal;
+    return nullptr;
+  }
+  return std::unique_ptr<Tokenizer>(plugin.load(&model_path, error, code));
+}
+
+}  // namespace quantmt

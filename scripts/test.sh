@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The test command: installs what the build needs, builds, runs every test.
+#   scripts/test.sh               # release build, whole suite
+#   BUILD_DIR=build-asan scripts/test.sh -DQUANTMT_SANITIZE=ON   # under ASan+UBSan
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+scripts/build.sh "$@"
+build_dir=${BUILD_DIR:-build}
+# Tests that read the public corpora find them here when present.
+if [ -z "${QUANTMT_DATA_DIR:-}" ] && [ -d ../shared/data ]; then
+  export QUANTMT_DATA_DIR=$(cd ../shared/data && pwd)
+fi
+export OMP_WAIT_POLICY=PASSIVE
+ctest --test-dir "$build_dir" --output-on-failure -j"$(nproc)"

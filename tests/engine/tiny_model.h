@@ -1,0 +1,35 @@
+// Small random-weight Transformers for engine tests.
+#pragma once
+
+#include <torch/torch.h>
+
+#include "model/transformer.h"
+
+namespace quantmt::testing {
+
+// A 2-encoder, 2-decoder layer model, d_model 32, vocabulary 50, with
+// heterogeneous layers (different heads and FFN sizes per layer).
+inline ModelConfig TinyConfig(NormPosition norm = NormPosition::kPre,
+                              Activation activation = Activation::kRelu,
+                              PositionEncoding positions = PositionEncoding::kSinusoidal) {
+  ModelConfig config;
+  config.d_model = 32;
+  config.encoder_layers = {{4, 64, 0}, {2, 48, 16}};
+  config.decoder_layers = {{4, 64, 0}, {8, 40, 32}};
+  config.norm = norm;
+  config.activation = activation;
+  config.positions = positions;
+  config.source_vocab_size = config.target_vocab_size = 50;
+  config.max_source_positions = config.max_target_positions = 64;
+  return config;
+}
+
+inline std::shared_ptr<Transformer> TinyModel(const ModelConfig& config, uint64_t seed = 7) {
+  torch::manual_seed(seed);
+  auto model = Transformer::Create(config);
+  EXPECT_TRUE(model.ok()) << model.status();
+  (*model)->eval();
+  return *model;
+}
+
+}  // namespace quantmt::testing
