@@ -31,3 +31,9 @@ function(quantmt_add_test name)
   add_test(NAME ${name} COMMAND ${name})
   set_tests_properties(${name} PROPERTIES ENVIRONMENT "QUANTMT_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
 endfunction()
+
+# The pip (CUDA) LibTorch exports its own copies of some libstdc++ symbols
+# (std::filesystem among them). Listed after it in the load order, the system
+# libstdc++ loses them, and std::filesystem::remove_all jumps to null. Naming
+# libstdc++ first among the needed libraries keeps the system's definitions.
+add_link_options(-Wl,--push-state,--no-as-needed -lstdc++ -Wl,--pop-state)

@@ -164,7 +164,7 @@ absl::StatusOr<BleuScore> CorpusBleu(const std::vector<std::string>& hyps,
 
   ComputeScore(&result);
   result.signature =
-      absl::StrCat("nrefs:", NumRefsField(min_refs, max_refs),
+      absl::StrCat("nrefs:", NumRefsField(refs.size()),
                    "|case:mixed|eff:no|tok:13a|smooth:exp|version:", options.version);
   return result;
 }

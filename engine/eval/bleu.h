@@ -39,7 +39,7 @@ struct BleuScore {
 
 // refs[k][i] is the i-th segment of the k-th reference stream. Every stream
 // must have hyps.size() lines. Empty reference lines are skipped, as in
-// sacreBLEU (a segment may have fewer references; nrefs then reads "var"),
+// sacreBLEU (a segment may have fewer references),
 // but a segment whose references are all empty is an error, as there.
 // InvalidArgument for a shape mismatch, no segments, or invalid UTF-8.
 absl::StatusOr<BleuScore> CorpusBleu(const std::vector<std::string>& hyps,

@@ -184,7 +184,7 @@ absl::StatusOr<ChrfScore> CorpusChrf(const std::vector<std::string>& hyps,
   result.word_order = options.word_order;
   result.beta = options.beta;
   result.signature = absl::StrCat(
-      "nrefs:", NumRefsField(min_refs, max_refs), "|case:mixed|eff:yes|nc:", options.char_order,
+      "nrefs:", NumRefsField(refs.size()), "|case:mixed|eff:yes|nc:", options.char_order,
       "|nw:", options.word_order, "|space:no|version:", options.version);
   return result;
 }

@@ -87,9 +87,7 @@ absl::Status NonEmptyReferences(const std::vector<std::vector<std::string>>& ref
   return absl::OkStatus();
 }
 
-std::string NumRefsField(size_t min_refs, size_t max_refs) {
-  return min_refs == max_refs ? std::to_string(min_refs) : "var";
-}
+std::string NumRefsField(size_t num_streams) { return std::to_string(num_streams); }
 
 std::string FormatFixed(double value, int decimals) {
   // glibc rounds the exact binary value half-to-even, as Python's format does.

@@ -45,9 +45,10 @@ absl::Status CheckCorpusShape(const std::vector<std::string>& hyps,
 absl::Status NonEmptyReferences(const std::vector<std::vector<std::string>>& refs, size_t index,
                                 std::vector<const std::string*>* out);
 
-// The signature's nrefs value: the count if every segment had the same
-// number of non-empty references, else "var" (as sacreBLEU prints it).
-std::string NumRefsField(size_t min_refs, size_t max_refs);
+// The signature's nrefs value: the number of reference streams, also when
+// some segments have empty references (sacreBLEU 2.6.0 prints it so, checked
+// against the real package in tests/fixtures/eval/golden.json).
+std::string NumRefsField(size_t num_streams);
 
 // Python-style "%.{decimals}f" formatting.
 std::string FormatFixed(double value, int decimals);

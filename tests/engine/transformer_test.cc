@@ -104,3 +104,36 @@ TEST(TransformerTest, UnknownQuantizationSchemeIsRefused) {
 
 }  // namespace
 }  // namespace quantmt
+
+namespace quantmt {
+namespace {
+
+// CUDA gives the CPU's logits (float32: TF32 matmuls allowed, so 1e-2;
+// float16/bfloat16 within their precision). Skipped without a GPU.
+TEST(TransformerCudaTest, CudaMatchesCpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  torch::NoGradGuard no_grad;
+  auto model = testing::TinyModel(testing::TinyConfig());
+  auto source = torch::tensor({5, 6, 7, 8, 9, 3, 11, 12, 3, 0, 0, 0}, torch::kLong).view({2, 6});
+  auto target = torch::tensor({2, 13, 14, 15, 16, 2, 17, 18, 19, 20}, torch::kLong).view({2, 5});
+  auto expected = model->Forward(source, target);
+  const std::vector<std::pair<torch::ScalarType, double>> cases = {
+      {torch::kFloat32, 1e-2}, {torch::kFloat16, 5e-2}, {torch::kBFloat16, 2e-1}};
+  for (const auto& [dtype, tolerance] : cases) {
+    model->to(torch::kCUDA, dtype);
+    auto logits = model->Forward(source.cuda(), target.cuda()).to(torch::kCPU, torch::kFloat32);
+    EXPECT_LT((logits - expected).abs().max().item<double>(), tolerance) << dtype;
+    // Incremental decoding on the GPU agrees with its own full pass.
+    auto encoded = model->Encode(source.cuda());
+    DecoderState state = model->StartDecoding(encoded);
+    auto full = model->DecodeFull(target.cuda(), encoded).to(torch::kFloat32);
+    for (int64_t t = 0; t < target.size(1); ++t) {
+      auto step = model->DecodeStep(target.select(1, t).cuda(), &state).to(torch::kFloat32);
+      EXPECT_LT((step - full.select(1, t)).abs().max().item<double>(), tolerance) << dtype;
+    }
+    model->to(torch::kCPU, torch::kFloat32);
+  }
+}
+
+}  // namespace
+}  // namespace quantmt

@@ -175,7 +175,8 @@ int Run(int argc, char** argv) {
   app.add_option("--keep_checkpoints", o.keep_checkpoints)->capture_default_str();
   app.add_option("--average_last", o.average_last, "Checkpoints averaged into the final model")
       ->capture_default_str();
-  app.add_option("--patience", o.patience, "Validations without better BLEU before stopping (0: off)")
+  app.add_option("--patience", o.patience,
+                 "Validations without better BLEU before stopping (0: off)")
       ->capture_default_str();
   app.add_flag("--resume", o.resume, "Continue from the newest checkpoint in --output_dir");
   app.add_option("--beam", o.beam, "Beam size of the final dev BLEU")->capture_default_str();
