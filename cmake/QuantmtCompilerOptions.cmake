@@ -36,4 +36,6 @@ endfunction()
 # (std::filesystem among them). Listed after it in the load order, the system
 # libstdc++ loses them, and std::filesystem::remove_all jumps to null. Naming
 # libstdc++ first among the needed libraries keeps the system's definitions.
-add_link_options(-Wl,--push-state,--no-as-needed -lstdc++ -Wl,--pop-state)
+# (Put in the link rule itself: as a link option, some CMake versions move it.)
+set(CMAKE_CXX_LINK_EXECUTABLE
+    "<CMAKE_CXX_COMPILER> <FLAGS> <CMAKE_CXX_LINK_FLAGS> -Wl,--push-state,--no-as-needed -lstdc++ -Wl,--pop-state <LINK_FLAGS> <OBJECTS> -o <TARGET> <LINK_LIBRARIES>")

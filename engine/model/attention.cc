@@ -27,12 +27,18 @@ torch::Tensor MultiHeadAttention::Attend(const torch::Tensor& q, const torch::Te
                                          const torch::Tensor& v, const torch::Tensor& mask,
                                          double dropout) {
   // q is scaled before the product: the same result, fewer multiplications.
-  auto scores =
-      torch::matmul(q * (1.0 / std::sqrt(static_cast<double>(head_dim_))), k.transpose(-2, -1));
+  auto scaled = q * (1.0 / std::sqrt(static_cast<double>(head_dim_)));
+  // One query position on the CPU (a decoding step): batched matmul would
+  // issue one tiny BLAS call per (sentence, head); broadcast multiply-and-sum
+  // does the same arithmetic in two vectorized passes.
+  const bool single_query = q.size(2) == 1 && q.is_cpu() && !torch::GradMode::is_enabled();
+  auto scores = single_query ? (scaled * k).sum(-1, /*keepdim=*/true).transpose(-2, -1)
+                             : torch::matmul(scaled, k.transpose(-2, -1));
   if (mask.defined()) scores = scores + mask;
   auto weights = torch::softmax(scores, -1);
   if (dropout > 0 && is_training()) weights = torch::dropout(weights, dropout, true);
-  auto context = torch::matmul(weights, v);  // [B, H, Tq, D]
+  auto context = single_query ? (weights.transpose(-2, -1) * v).sum(-2, /*keepdim=*/true)
+                              : torch::matmul(weights, v);  // [B, H, Tq, D]
   context = context.transpose(1, 2).reshape({q.size(0), q.size(2), heads_ * head_dim_});
   return out_proj_->Forward(context);
 }

@@ -14,7 +14,19 @@ FloatLinear::FloatLinear(int64_t in_features, int64_t out_features, bool with_bi
 }
 
 torch::Tensor FloatLinear::Forward(const torch::Tensor& input) {
-  return torch::nn::functional::linear(input, weight_, bias_);
+  return DenseForward(input, weight_, bias_);
+}
+
+torch::Tensor DenseForward(const torch::Tensor& input, const torch::Tensor& weight,
+                           const torch::Tensor& bias) {
+  if (input.is_cpu() && input.numel() == input.size(-1) && !torch::GradMode::is_enabled()) {
+    auto output = bias.defined() ? torch::addmv(bias, weight, input.reshape({-1}))
+                                 : torch::mv(weight, input.reshape({-1}));
+    auto sizes = input.sizes().vec();
+    sizes.back() = weight.size(0);
+    return output.view(sizes);
+  }
+  return torch::nn::functional::linear(input, weight, bias);
 }
 
 absl::StatusOr<LinearFactory> LinearFactoryFor(const QuantizationConfig& quantization) {

@@ -43,6 +43,12 @@ class FloatLinear : public Linear {
   torch::Tensor bias_;  // undefined when there is no bias
 };
 
+// input @ weight^T + bias for float weights [out, in]; bias may be undefined.
+// On the CPU a single row goes through a matrix-vector product: OpenBLAS runs
+// a 1-row GEMM several times slower than the GEMV it is (batch-1 decoding).
+torch::Tensor DenseForward(const torch::Tensor& input, const torch::Tensor& weight,
+                           const torch::Tensor& bias);
+
 // Builds the Linear layers of one precision: (in, out, with_bias) -> layer.
 using LinearFactory =
     std::function<std::shared_ptr<Linear>(int64_t in_features, int64_t out_features, bool bias)>;

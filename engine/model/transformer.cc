@@ -262,7 +262,7 @@ torch::Tensor Transformer::Embed(const torch::Tensor& ids, const torch::Tensor& 
 torch::Tensor Transformer::OutputLogits(const torch::Tensor& hidden) {
   auto h = decoder_norm_ ? decoder_norm_(hidden) : hidden;
   if (output_projection_) return output_projection_->Forward(h);
-  return torch::nn::functional::linear(h, target_embedding());
+  return DenseForward(h, target_embedding(), torch::Tensor());
 }
 
 EncoderOutput Transformer::Encode(const torch::Tensor& source_ids) {

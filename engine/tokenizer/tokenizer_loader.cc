@@ -9,9 +9,11 @@
 // is opened with RTLD_LOCAL | RTLD_DEEPBIND: sentencepiece binds to its own
 // protobuf copy and nothing of it leaks into the global scope.
 #include <dlfcn.h>
+#include <link.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -50,7 +52,27 @@ std::vector<std::string> Candidates() {
   return paths;
 }
 
+// True when a system libprotobuf is already in the process (Debian's
+// LibTorch brings one); only then does SentencePiece need its own scope.
+bool ProtobufLoaded() {
+  bool found = false;
+  ::dl_iterate_phdr(
+      [](struct dl_phdr_info* info, size_t, void* data) {
+        if (info->dlpi_name != nullptr && std::strstr(info->dlpi_name, "/libprotobuf.so")) {
+          *static_cast<bool*>(data) = true;
+        }
+        return 0;
+      },
+      &found);
+  return found;
+}
+
 int OpenFlags() {
+  // RTLD_DEEPBIND also reorders libstdc++'s template instances for the
+  // plugin, which breaks where the program's libstdc++ is newer than the
+  // one SentencePiece was built with (the pip LibTorch machine): use it only
+  // where it is needed.
+  if (!ProtobufLoaded()) return RTLD_NOW | RTLD_LOCAL;
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   // Sanitizer runtimes refuse RTLD_DEEPBIND. Sanitized test programs that
   // load LibTorch's libprotobuf cannot use SentencePiece then; the torch-free
