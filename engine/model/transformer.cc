@@ -24,6 +24,15 @@ torch::Tensor Dropout(const torch::Tensor& x, double p, bool training) {
   return (training && p > 0) ? torch::dropout(x, p, true) : x;
 }
 
+// One residual sub-layer: pre-norm computes x + f(norm(x)), post-norm
+// norm(x + f(x)); dropout on f's output while training.
+template <typename SubLayer>
+torch::Tensor Residual(const torch::Tensor& x, torch::nn::LayerNorm& norm, bool pre_norm,
+                       double dropout, bool training, SubLayer&& sublayer) {
+  torch::Tensor y = x + Dropout(sublayer(pre_norm ? norm(x) : x), dropout, training);
+  return pre_norm ? y : norm(y);
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- FeedForward
@@ -70,15 +79,11 @@ EncoderLayer::EncoderLayer(const ModelConfig& config, const LayerConfig& layer,
 torch::Tensor EncoderLayer::Forward(const torch::Tensor& x, const torch::Tensor& mask,
                                     const DropoutConfig& dropout) {
   const bool training = is_training();
-  torch::Tensor h = pre_norm_ ? self_attn_layer_norm_(x) : x;
-  h = self_attn_->Forward(h, h, mask, dropout.attention);
-  torch::Tensor y = x + Dropout(h, dropout.residual, training);
-  if (!pre_norm_) y = self_attn_layer_norm_(y);
-
-  h = pre_norm_ ? final_layer_norm_(y) : y;
-  h = ffn_->Forward(h, dropout.activation);
-  torch::Tensor z = y + Dropout(h, dropout.residual, training);
-  return pre_norm_ ? z : final_layer_norm_(z);
+  auto y = Residual(
+      x, self_attn_layer_norm_, pre_norm_, dropout.residual, training,
+      [&](const torch::Tensor& h) { return self_attn_->Forward(h, h, mask, dropout.attention); });
+  return Residual(y, final_layer_norm_, pre_norm_, dropout.residual, training,
+                  [&](const torch::Tensor& h) { return ffn_->Forward(h, dropout.activation); });
 }
 
 // --------------------------------------------------------------- DecoderLayer
@@ -105,10 +110,8 @@ DecoderLayer::DecoderLayer(const ModelConfig& config, const LayerConfig& layer,
 
 torch::Tensor DecoderLayer::FeedForwardBlock(const torch::Tensor& x, double residual_dropout,
                                              double activation_dropout) {
-  torch::Tensor h = pre_norm_ ? final_layer_norm_(x) : x;
-  h = ffn_->Forward(h, activation_dropout);
-  torch::Tensor y = x + Dropout(h, residual_dropout, is_training());
-  return pre_norm_ ? y : final_layer_norm_(y);
+  return Residual(x, final_layer_norm_, pre_norm_, residual_dropout, is_training(),
+                  [&](const torch::Tensor& h) { return ffn_->Forward(h, activation_dropout); });
 }
 
 torch::Tensor DecoderLayer::Forward(const torch::Tensor& x, const torch::Tensor& memory,
@@ -116,31 +119,26 @@ torch::Tensor DecoderLayer::Forward(const torch::Tensor& x, const torch::Tensor&
                                     const torch::Tensor& memory_mask,
                                     const DropoutConfig& dropout) {
   const bool training = is_training();
-  torch::Tensor h = pre_norm_ ? self_attn_layer_norm_(x) : x;
-  h = self_attn_->Forward(h, h, causal_mask, dropout.attention);
-  torch::Tensor y = x + Dropout(h, dropout.residual, training);
-  if (!pre_norm_) y = self_attn_layer_norm_(y);
-
-  h = pre_norm_ ? encoder_attn_layer_norm_(y) : y;
-  h = encoder_attn_->Forward(h, memory, memory_mask, dropout.attention);
-  torch::Tensor z = y + Dropout(h, dropout.residual, training);
-  if (!pre_norm_) z = encoder_attn_layer_norm_(z);
-
+  auto y = Residual(x, self_attn_layer_norm_, pre_norm_, dropout.residual, training,
+                    [&](const torch::Tensor& h) {
+                      return self_attn_->Forward(h, h, causal_mask, dropout.attention);
+                    });
+  auto z = Residual(y, encoder_attn_layer_norm_, pre_norm_, dropout.residual, training,
+                    [&](const torch::Tensor& h) {
+                      return encoder_attn_->Forward(h, memory, memory_mask, dropout.attention);
+                    });
   return FeedForwardBlock(z, dropout.residual, dropout.activation);
 }
 
 torch::Tensor DecoderLayer::ForwardStep(const torch::Tensor& x, DecoderLayerCache* cache,
                                         const torch::Tensor& memory_mask) {
-  torch::Tensor h = pre_norm_ ? self_attn_layer_norm_(x) : x;
-  h = self_attn_->ForwardIncremental(h, &cache->self_attention);
-  torch::Tensor y = x + h;
-  if (!pre_norm_) y = self_attn_layer_norm_(y);
-
-  h = pre_norm_ ? encoder_attn_layer_norm_(y) : y;
-  h = encoder_attn_->ForwardCached(h, cache->cross_attention, memory_mask);
-  torch::Tensor z = y + h;
-  if (!pre_norm_) z = encoder_attn_layer_norm_(z);
-
+  auto y = Residual(x, self_attn_layer_norm_, pre_norm_, 0.0, false, [&](const torch::Tensor& h) {
+    return self_attn_->ForwardIncremental(h, &cache->self_attention);
+  });
+  auto z =
+      Residual(y, encoder_attn_layer_norm_, pre_norm_, 0.0, false, [&](const torch::Tensor& h) {
+        return encoder_attn_->ForwardCached(h, cache->cross_attention, memory_mask);
+      });
   return FeedForwardBlock(z, 0.0, 0.0);
 }
 

@@ -1,7 +1,6 @@
 #include "train/common/trainer.h"
 
 #include <ATen/autocast_mode.h>
-#include <ftw.h>
 #include <torch/version.h>
 
 #include <algorithm>
@@ -96,15 +95,12 @@ absl::Status CopyFile(const std::string& from, const fs::path& to) {
   return absl::OkStatus();
 }
 
-// Removes `path` and everything below it, if it exists. Not
-// std::filesystem::remove_all: the pip (CUDA) LibTorch exports a copy of that
-// symbol built for an older libstdc++ path layout, the dynamic linker binds
-// it in place of libstdc++'s, and it crashes.
+// Removes `path` and everything below it, if it exists. (The pip CUDA
+// LibTorch exports an incompatible std::filesystem::remove_all; the link order
+// in cmake/QuantmtCompilerOptions.cmake keeps libstdc++'s.)
 void RemoveTree(const fs::path& path) {
-  ::nftw(
-      path.c_str(),
-      [](const char* entry, const struct stat*, int, struct FTW*) { return std::remove(entry); },
-      /*nopenfd=*/16, FTW_DEPTH | FTW_PHYS);
+  std::error_code error;
+  fs::remove_all(path, error);
 }
 
 // Moves a fully written directory into place, replacing an older one: a
