@@ -23,13 +23,18 @@ if(QUANTMT_SANITIZE_THREAD)
   add_link_options(-fsanitize=thread)
 endif()
 
+# Every test sees the source tree, and libgomp waits passively: spinning
+# OpenMP workers fight OpenBLAS's own threads on small machines (see
+# docs/benchmarks.md).
+set(QUANTMT_TEST_ENVIRONMENT "QUANTMT_SOURCE_DIR=${PROJECT_SOURCE_DIR};OMP_WAIT_POLICY=PASSIVE")
+
 # quantmt_add_test(name SOURCES ... [LIBS ...]): one gtest binary, one ctest entry.
 function(quantmt_add_test name)
   cmake_parse_arguments(ARG "" "" "SOURCES;LIBS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gtest GTest::gtest_main)
   add_test(NAME ${name} COMMAND ${name})
-  set_tests_properties(${name} PROPERTIES ENVIRONMENT "QUANTMT_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+  set_tests_properties(${name} PROPERTIES ENVIRONMENT "${QUANTMT_TEST_ENVIRONMENT}")
 endfunction()
 
 # The pip (CUDA) LibTorch exports its own copies of some libstdc++ symbols
