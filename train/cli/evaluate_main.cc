@@ -124,8 +124,8 @@ int main(int argc, char** argv) {
   if (target_language.empty()) target_language = (*translator)->info().target_language;
   const auto sets = FindTestSets(data_dir, source_language, target_language);
   if (sets.empty()) {
-    std::cerr << "quantmt-evaluate: no test*." << source_language << " / test*."
-              << target_language << " pairs under " << data_dir << "\n";
+    std::cerr << "quantmt-evaluate: no test*." << source_language << " / test*." << target_language
+              << " pairs under " << data_dir << "\n";
     return 1;
   }
 
@@ -144,8 +144,8 @@ int main(int argc, char** argv) {
       std::cerr << "skipping " << set.domain << "/" << set.name << ": line counts differ\n";
       continue;
     }
-    std::cerr << "[" << i + 1 << "/" << sets.size() << "] " << set.domain << "/" << set.name
-              << ": " << sources.size() << " lines ..." << std::flush;
+    std::cerr << "[" << i + 1 << "/" << sets.size() << "] " << set.domain << "/" << set.name << ": "
+              << sources.size() << " lines ..." << std::flush;
     const auto start = std::chrono::steady_clock::now();
     int refused = 0;
     int64_t source_tokens = 0;
