@@ -49,6 +49,17 @@ bool Tokenize(const Tokenizer& tokenizer, const std::string& text, std::vector<i
   return true;
 }
 
+// Both sides of a pair -> ids; false (and counted as invalid) on bad UTF-8.
+bool TokenizePair(const Tokenizer& tokenizer, const std::string& source_line,
+                  const std::string& target_line, Example* example, CorpusStats* stats) {
+  if (Tokenize(tokenizer, source_line, &example->source) &&
+      Tokenize(tokenizer, target_line, &example->target)) {
+    return true;
+  }
+  ++stats->invalid;
+  return false;
+}
+
 }  // namespace
 
 std::string CorpusStats::ToString() const {
@@ -76,11 +87,7 @@ absl::StatusOr<std::vector<Example>> LoadParallelCorpus(
         source_files[f], target_files[f], left,
         [&](const std::string& source_line, const std::string& target_line) {
           Example example;
-          if (!Tokenize(tokenizer, source_line, &example.source) ||
-              !Tokenize(tokenizer, target_line, &example.target)) {
-            ++stats->invalid;
-            return;
-          }
+          if (!TokenizePair(tokenizer, source_line, target_line, &example, stats)) return;
           if (example.source.empty() || example.target.empty()) {
             ++stats->empty;
             return;
@@ -117,11 +124,7 @@ absl::StatusOr<DevSet> LoadDevSet(const std::string& source_file, const std::str
       source_file, target_file, max_lines,
       [&](const std::string& source_line, const std::string& target_line) {
         Example example;
-        if (!Tokenize(tokenizer, source_line, &example.source) ||
-            !Tokenize(tokenizer, target_line, &example.target)) {
-          ++stats->invalid;
-          return;
-        }
+        if (!TokenizePair(tokenizer, source_line, target_line, &example, stats)) return;
         if (example.target.empty()) {
           ++stats->empty;  // sacreBLEU refuses a segment without a reference
           return;
