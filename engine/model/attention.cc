@@ -13,10 +13,14 @@ void KeyValueCache::Select(const torch::Tensor& index) {
 MultiHeadAttention::MultiHeadAttention(int64_t d_model, int64_t attention_dim, int64_t heads,
                                        const LinearFactory& make_linear)
     : heads_(heads), head_dim_(attention_dim / heads) {
-  q_proj_ = register_module("q_proj", make_linear(d_model, attention_dim, true));
-  k_proj_ = register_module("k_proj", make_linear(d_model, attention_dim, true));
-  v_proj_ = register_module("v_proj", make_linear(d_model, attention_dim, true));
-  out_proj_ = register_module("out_proj", make_linear(attention_dim, d_model, true));
+  q_proj_ = register_module("q_proj",
+                            make_linear({d_model, attention_dim, true, LinearRole::kAttention}));
+  k_proj_ = register_module("k_proj",
+                            make_linear({d_model, attention_dim, true, LinearRole::kAttention}));
+  v_proj_ = register_module("v_proj",
+                            make_linear({d_model, attention_dim, true, LinearRole::kAttention}));
+  out_proj_ = register_module("out_proj",
+                              make_linear({attention_dim, d_model, true, LinearRole::kAttention}));
 }
 
 torch::Tensor MultiHeadAttention::SplitHeads(const torch::Tensor& x) const {

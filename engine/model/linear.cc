@@ -1,6 +1,7 @@
 #include "model/linear.h"
 
 #include <cmath>
+#include <stdexcept>
 
 namespace quantmt {
 
@@ -13,8 +14,16 @@ FloatLinear::FloatLinear(int64_t in_features, int64_t out_features, bool with_bi
   if (with_bias) bias_ = register_parameter("bias", torch::zeros({out_features}));
 }
 
+torch::Tensor Linear::EmbedRows(const torch::Tensor& /*ids*/) {
+  throw std::logic_error("this linear layer cannot serve as an embedding table");
+}
+
 torch::Tensor FloatLinear::Forward(const torch::Tensor& input) {
   return DenseForward(input, weight_, bias_);
+}
+
+torch::Tensor FloatLinear::EmbedRows(const torch::Tensor& ids) {
+  return torch::embedding(weight_, ids);
 }
 
 torch::Tensor DenseForward(const torch::Tensor& input, const torch::Tensor& weight,
@@ -31,9 +40,9 @@ torch::Tensor DenseForward(const torch::Tensor& input, const torch::Tensor& weig
 
 absl::StatusOr<LinearFactory> LinearFactoryFor(const QuantizationConfig& quantization) {
   if (quantization.scheme == "none") {
-    return LinearFactory([](int64_t in_features, int64_t out_features, bool bias) {
+    return LinearFactory([](const LinearSpec& spec) {
       return std::static_pointer_cast<Linear>(
-          std::make_shared<FloatLinear>(in_features, out_features, bias));
+          std::make_shared<FloatLinear>(spec.in_features, spec.out_features, spec.bias));
     });
   }
   return absl::InvalidArgumentError("quantization scheme '" + quantization.scheme +

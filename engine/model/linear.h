@@ -19,10 +19,31 @@
 
 namespace quantmt {
 
+// What a layer is for: precisions treat them differently (DAQ uses smaller
+// blocks for attention; INT8 may keep embeddings in floating point).
+enum class LinearRole {
+  kAttention,         // q/k/v/out projections
+  kFeedForward,       // fc1, fc2
+  kEmbedding,         // token embedding table [vocab, d]; also the tied output projection
+  kOutputProjection,  // untied decoder output projection [vocab, d]
+};
+
+// Everything a factory needs to build one layer.
+struct LinearSpec {
+  int64_t in_features = 0;
+  int64_t out_features = 0;
+  bool bias = false;
+  LinearRole role = LinearRole::kFeedForward;
+};
+
 class Linear : public torch::nn::Module {
  public:
   // input: [..., in_features] -> [..., out_features]
   virtual torch::Tensor Forward(const torch::Tensor& input) = 0;
+  // Rows of the weight matrix as an embedding lookup: ids int64 [...] ->
+  // [..., in_features] in the model's floating-point dtype. Only layers
+  // built for LinearRole::kEmbedding need it.
+  virtual torch::Tensor EmbedRows(const torch::Tensor& ids);
   virtual int64_t in_features() const = 0;
   virtual int64_t out_features() const = 0;
 };
@@ -33,10 +54,12 @@ class FloatLinear : public Linear {
  public:
   FloatLinear(int64_t in_features, int64_t out_features, bool with_bias);
   torch::Tensor Forward(const torch::Tensor& input) override;
+  torch::Tensor EmbedRows(const torch::Tensor& ids) override;
   int64_t in_features() const override { return weight_.size(1); }
   int64_t out_features() const override { return weight_.size(0); }
 
   const torch::Tensor& weight() const { return weight_; }
+  torch::Tensor& mutable_weight() { return weight_; }
 
  private:
   torch::Tensor weight_;
@@ -49,9 +72,9 @@ class FloatLinear : public Linear {
 torch::Tensor DenseForward(const torch::Tensor& input, const torch::Tensor& weight,
                            const torch::Tensor& bias);
 
-// Builds the Linear layers of one precision: (in, out, with_bias) -> layer.
-using LinearFactory =
-    std::function<std::shared_ptr<Linear>(int64_t in_features, int64_t out_features, bool bias)>;
+// Builds the Linear layers of one precision. Training tools pass their own
+// (fake-quantized, Quant-Noise) factories to Transformer::Create.
+using LinearFactory = std::function<std::shared_ptr<Linear>(const LinearSpec& spec)>;
 
 // The factory for a checkpoint's quantization scheme (only "none" so far);
 // InvalidArgument for a scheme this build cannot run.

@@ -103,11 +103,15 @@ absl::Status LoadWeights(const checkpoint::SafetensorsFile& file, const ModelCon
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::shared_ptr<Transformer>> LoadTransformer(const std::string& model_dir) {
+namespace {
+
+absl::StatusOr<std::shared_ptr<Transformer>> LoadTransformerWith(const std::string& model_dir,
+                                                                 const LinearFactory* make_linear) {
   ASSIGN_OR_RETURN(ModelConfig config, ReadModelConfig(model_dir));
   const std::string weights = (std::filesystem::path(model_dir) / config.weights_file).string();
   ASSIGN_OR_RETURN(auto file, checkpoint::SafetensorsFile::Open(weights));
-  auto model_or = Transformer::Create(config);
+  auto model_or = make_linear != nullptr ? Transformer::Create(config, *make_linear)
+                                         : Transformer::Create(config);
   if (!model_or.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat(model_dir, "/config.json: ", model_or.status().message()));
@@ -116,6 +120,17 @@ absl::StatusOr<std::shared_ptr<Transformer>> LoadTransformer(const std::string& 
   RETURN_IF_ERROR(LoadWeights(*file, config, model.get()));
   model->eval();
   return model;
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<Transformer>> LoadTransformer(const std::string& model_dir) {
+  return LoadTransformerWith(model_dir, nullptr);
+}
+
+absl::StatusOr<std::shared_ptr<Transformer>> LoadTransformer(const std::string& model_dir,
+                                                             const LinearFactory& make_linear) {
+  return LoadTransformerWith(model_dir, &make_linear);
 }
 
 absl::Status SaveModelDirectory(const std::string& model_dir, const ModelConfig& config,

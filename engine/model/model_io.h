@@ -22,6 +22,10 @@ absl::Status LoadWeights(const checkpoint::SafetensorsFile& file, const ModelCon
 // Reads config.json and the weights of `model_dir` into a new Transformer on
 // the CPU, in float32. The caller moves it to a device or dtype.
 absl::StatusOr<std::shared_ptr<Transformer>> LoadTransformer(const std::string& model_dir);
+// The same with the caller's layers (e.g. a training checkpoint of
+// fake-quantized layers); the file must hold exactly their tensors.
+absl::StatusOr<std::shared_ptr<Transformer>> LoadTransformer(const std::string& model_dir,
+                                                             const LinearFactory& make_linear);
 
 // Writes config.json and the weights file (dtype from config.weights_dtype)
 // of `model` into `model_dir` (created if needed). Tokenizer files are the

@@ -40,8 +40,8 @@ torch::Tensor Residual(const torch::Tensor& x, torch::nn::LayerNorm& norm, bool 
 FeedForward::FeedForward(int64_t d_model, int64_t ffn_dim, Activation activation,
                          const LinearFactory& make_linear)
     : activation_(activation) {
-  fc1_ = register_module("fc1", make_linear(d_model, ffn_dim, true));
-  fc2_ = register_module("fc2", make_linear(ffn_dim, d_model, true));
+  fc1_ = register_module("fc1", make_linear({d_model, ffn_dim, true, LinearRole::kFeedForward}));
+  fc2_ = register_module("fc2", make_linear({ffn_dim, d_model, true, LinearRole::kFeedForward}));
 }
 
 torch::Tensor FeedForward::Forward(const torch::Tensor& x, double activation_dropout) {
@@ -159,8 +159,13 @@ void DecoderState::Select(const torch::Tensor& index) {
 // ---------------------------------------------------------------- Transformer
 
 absl::StatusOr<std::shared_ptr<Transformer>> Transformer::Create(const ModelConfig& config) {
-  RETURN_IF_ERROR(ValidateModelConfig(config, "model config"));
   ASSIGN_OR_RETURN(LinearFactory make_linear, LinearFactoryFor(config.quantization));
+  return Create(config, make_linear);
+}
+
+absl::StatusOr<std::shared_ptr<Transformer>> Transformer::Create(const ModelConfig& config,
+                                                                 const LinearFactory& make_linear) {
+  RETURN_IF_ERROR(ValidateModelConfig(config, "model config"));
   return std::shared_ptr<Transformer>(new Transformer(config, make_linear));
 }
 
@@ -172,24 +177,36 @@ Transformer::Transformer(const ModelConfig& config, const LinearFactory& make_li
 
   // Embeddings start at N(0, d^-1/2) with a zero padding row: with the
   // sqrt(d) scale this gives unit-variance inputs.
-  auto make_embedding = [&](int64_t vocab) {
-    torch::nn::Embedding table(vocab, d);
+  auto initialize_embedding = [&](torch::Tensor& weight) {
     torch::NoGradGuard no_grad;
-    table->weight.normal_(0.0, std::pow(static_cast<double>(d), -0.5));
-    table->weight[config.pad_id].zero_();
+    weight.normal_(0.0, std::pow(static_cast<double>(d), -0.5));
+    weight[config.pad_id].zero_();
+  };
+  // Token tables are Linear layers of the model's precision ([vocab, d], the
+  // layout of the tied output projection): EmbedRows looks rows up.
+  auto make_token_table = [&](int64_t vocab) {
+    std::shared_ptr<Linear> table = make_linear({d, vocab, false, LinearRole::kEmbedding});
+    if (auto* float_table = dynamic_cast<FloatLinear*>(table.get())) {
+      initialize_embedding(float_table->mutable_weight());
+    }
+    return table;
+  };
+  auto make_position_table = [&](int64_t positions) {
+    torch::nn::Embedding table(positions, d);
+    initialize_embedding(table->weight);
     return table;
   };
   encoder_embed_ =
-      encoder_->register_module("embed_tokens", make_embedding(config.source_vocab_size));
+      encoder_->register_module("embed_tokens", make_token_table(config.source_vocab_size));
   if (!config.shared_embeddings) {
     decoder_embed_ =
-        decoder_->register_module("embed_tokens", make_embedding(config.target_vocab_size));
+        decoder_->register_module("embed_tokens", make_token_table(config.target_vocab_size));
   }
   if (config.positions == PositionEncoding::kLearned) {
-    encoder_positions_ =
-        encoder_->register_module("embed_positions", make_embedding(config.max_source_positions));
-    decoder_positions_ =
-        decoder_->register_module("embed_positions", make_embedding(config.max_target_positions));
+    encoder_positions_ = encoder_->register_module(
+        "embed_positions", make_position_table(config.max_source_positions));
+    decoder_positions_ = decoder_->register_module(
+        "embed_positions", make_position_table(config.max_target_positions));
   }
 
   auto encoder_layers = encoder_->register_module("layers", torch::nn::ModuleList());
@@ -210,13 +227,14 @@ Transformer::Transformer(const ModelConfig& config, const LinearFactory& make_li
         decoder_->register_module("layer_norm", MakeLayerNorm(d, config.layer_norm_eps));
   }
   if (!config.tie_output_projection) {
-    output_projection_ = decoder_->register_module("output_projection",
-                                                   make_linear(d, config.target_vocab_size, false));
+    output_projection_ = decoder_->register_module(
+        "output_projection",
+        make_linear({d, config.target_vocab_size, false, LinearRole::kOutputProjection}));
   }
 }
 
-const torch::Tensor& Transformer::target_embedding() const {
-  return config_.shared_embeddings ? encoder_embed_->weight : decoder_embed_->weight;
+Linear& Transformer::target_embedding() const {
+  return config_.shared_embeddings ? *encoder_embed_ : *decoder_embed_;
 }
 
 torch::Tensor Transformer::SinusoidalPositions(int64_t first, int64_t length,
@@ -242,10 +260,10 @@ torch::Tensor Transformer::SinusoidalPositions(int64_t first, int64_t length,
   return sinusoid_cache_.narrow(0, first, length);
 }
 
-torch::Tensor Transformer::Embed(const torch::Tensor& ids, const torch::Tensor& table,
+torch::Tensor Transformer::Embed(const torch::Tensor& ids, Linear& table,
                                  const torch::nn::Embedding& learned_positions,
                                  int64_t first_position) {
-  auto x = torch::embedding(table, ids) * embed_scale_;
+  auto x = table.EmbedRows(ids) * embed_scale_;
   const int64_t length = ids.size(1);
   if (learned_positions) {
     auto positions = torch::arange(first_position, first_position + length,
@@ -260,12 +278,12 @@ torch::Tensor Transformer::Embed(const torch::Tensor& ids, const torch::Tensor& 
 torch::Tensor Transformer::OutputLogits(const torch::Tensor& hidden) {
   auto h = decoder_norm_ ? decoder_norm_(hidden) : hidden;
   if (output_projection_) return output_projection_->Forward(h);
-  return DenseForward(h, target_embedding(), torch::Tensor());
+  return target_embedding().Forward(h);
 }
 
 EncoderOutput Transformer::Encode(const torch::Tensor& source_ids) {
   EncoderOutput out;
-  auto x = Embed(source_ids, encoder_embed_->weight, encoder_positions_, 0);
+  auto x = Embed(source_ids, *encoder_embed_, encoder_positions_, 0);
   out.memory_mask =
       torch::zeros({source_ids.size(0), 1, 1, source_ids.size(1)}, x.options())
           .masked_fill(

@@ -104,8 +104,12 @@ struct DecoderState {
 
 class Transformer : public torch::nn::Module {
  public:
-  // Builds a model with freshly initialized weights for `config`.
+  // Builds a model with freshly initialized weights for `config`, its layers
+  // in the precision of config.quantization.
   static absl::StatusOr<std::shared_ptr<Transformer>> Create(const ModelConfig& config);
+  // The same with the caller's layers (training with fake quantization).
+  static absl::StatusOr<std::shared_ptr<Transformer>> Create(const ModelConfig& config,
+                                                             const LinearFactory& make_linear);
 
   const ModelConfig& config() const { return config_; }
   void set_dropout(const DropoutConfig& dropout) { dropout_ = dropout; }
@@ -128,11 +132,11 @@ class Transformer : public torch::nn::Module {
  private:
   explicit Transformer(const ModelConfig& config, const LinearFactory& make_linear);
 
-  torch::Tensor Embed(const torch::Tensor& ids, const torch::Tensor& table,
+  torch::Tensor Embed(const torch::Tensor& ids, Linear& table,
                       const torch::nn::Embedding& learned_positions, int64_t first_position);
   torch::Tensor SinusoidalPositions(int64_t first, int64_t length, const torch::Tensor& like);
   torch::Tensor OutputLogits(const torch::Tensor& hidden);
-  const torch::Tensor& target_embedding() const;
+  Linear& target_embedding() const;
 
   ModelConfig config_;
   DropoutConfig dropout_;
@@ -141,7 +145,7 @@ class Transformer : public torch::nn::Module {
   // Module tree: encoder.{embed_tokens,embed_positions,layers,layer_norm},
   // decoder.{embed_tokens,embed_positions,layers,layer_norm,output_projection}.
   std::shared_ptr<torch::nn::Module> encoder_, decoder_;
-  torch::nn::Embedding encoder_embed_{nullptr}, decoder_embed_{nullptr};
+  std::shared_ptr<Linear> encoder_embed_, decoder_embed_;  // token tables [vocab, d]
   torch::nn::Embedding encoder_positions_{nullptr}, decoder_positions_{nullptr};
   std::vector<std::shared_ptr<EncoderLayer>> encoder_layers_;
   std::vector<std::shared_ptr<DecoderLayer>> decoder_layers_;

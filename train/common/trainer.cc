@@ -388,6 +388,7 @@ struct Trainer::Impl {
   int64_t batches_epoch = 0;
 
   absl::Status Init();
+  absl::StatusOr<std::shared_ptr<Transformer>> CreateModel(const ModelConfig& model_config);
   absl::Status CreateOptimizer();
   absl::Status Restore(const std::string& dir);
   absl::StatusOr<TrainSummary> Train();
@@ -462,7 +463,8 @@ absl::Status Trainer::Impl::Init() {
     config.weights_dtype = "float32";
     RETURN_IF_ERROR(ValidateModelConfig(config, "model flags"));
     torch::manual_seed(options.seed);
-    ASSIGN_OR_RETURN(model, Transformer::Create(config));
+    ASSIGN_OR_RETURN(model, CreateModel(config));
+    if (options.prepare_model) RETURN_IF_ERROR(options.prepare_model(*model));
     model->to(device);
     state.seed = options.seed;
     state.loss_scale = options.amp == AmpMode::kFloat16 ? kInitialLossScale : 1.0;
@@ -506,8 +508,18 @@ absl::Status Trainer::Impl::CreateOptimizer() {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::shared_ptr<Transformer>> Trainer::Impl::CreateModel(
+    const ModelConfig& model_config) {
+  if (options.make_linear) return Transformer::Create(model_config, options.make_linear);
+  return Transformer::Create(model_config);
+}
+
 absl::Status Trainer::Impl::Restore(const std::string& dir) {
-  ASSIGN_OR_RETURN(model, LoadTransformer(dir));
+  if (options.make_linear) {
+    ASSIGN_OR_RETURN(model, LoadTransformer(dir, options.make_linear));
+  } else {
+    ASSIGN_OR_RETURN(model, LoadTransformer(dir));
+  }
   config = model->config();
   config.weights_dtype = "float32";
   const fs::path state_path = fs::path(dir) / kStateFile;
@@ -885,8 +897,12 @@ absl::StatusOr<std::string> Trainer::Impl::Export() {
     dirs.push_back(checkpoints[i].second);
     names.push_back(fs::path(checkpoints[i].second).filename().string());
   }
-  ASSIGN_OR_RETURN(std::shared_ptr<Transformer> averaged, Transformer::Create(config));
+  ASSIGN_OR_RETURN(std::shared_ptr<Transformer> averaged, CreateModel(config));
   RETURN_IF_ERROR(AverageCheckpoints(dirs, averaged.get()));
+  ModelConfig exported = config;
+  if (options.export_model) {
+    ASSIGN_OR_RETURN(averaged, options.export_model(*averaged, &exported));
+  }
   // Round through the export dtype so the BLEU below is that of the weights
   // as stored, not of their float32 originals.
   ASSIGN_OR_RETURN(torch::ScalarType storage, StorageType(options.export_dtype));
@@ -905,7 +921,6 @@ absl::StatusOr<std::string> Trainer::Impl::Export() {
                validation.seconds));
     Log("export | " + validation.bleu.ToString());
   }
-  ModelConfig exported = config;
   exported.weights_dtype = options.export_dtype;
   exported.provenance_json = Provenance(has_dev ? &validation : nullptr, names);
   const fs::path final_dir = fs::path(options.output_dir) / "final";

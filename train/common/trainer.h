@@ -15,6 +15,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <memory>
 #include <string>
@@ -67,6 +68,21 @@ struct TrainerOptions {
   int patience = 0;      // validations without a better BLEU before stopping (0: never)
   bool resume = false;   // continue from the newest checkpoint, if any
 
+  // --- fine-tuning and compression hooks (optional) ---
+  // The layers of the model being trained (fake-quantized, Quant-Noise,
+  // trainable codebooks). Used for fresh runs, resumed runs and averaging.
+  // Default: those of options.model.quantization (floating point).
+  LinearFactory make_linear;
+  // Called once on a fresh run, after the model is built and before training
+  // starts: loads pretrained weights, computes codebooks, freezes tensors.
+  std::function<absl::Status(Transformer& model)> prepare_model;
+  // Turns the averaged trained model into the one exported, validated and
+  // saved (e.g. fake-quantized float -> int8), editing the config it is
+  // saved with (quantization scheme and parameters). Default: the trained
+  // model, floating-point tensors rounded through export_dtype.
+  std::function<absl::StatusOr<std::shared_ptr<Transformer>>(Transformer& trained,
+                                                             ModelConfig* exported)>
+      export_model;
   // --- export ---
   int beam = 4;  // beam size of the BLEU measured at export
   std::string export_dtype = "float16";
