@@ -41,6 +41,19 @@ endfunction()
 # (std::filesystem among them). Listed after it in the load order, the system
 # libstdc++ loses them, and std::filesystem::remove_all jumps to null. Naming
 # libstdc++ first among the needed libraries keeps the system's definitions.
+# It must be the shared library: a toolchain that has only libstdc++.a
+# (some GPU images) would otherwise bind these calls to LibTorch's copies.
 # (Put in the link rule itself: as a link option, some CMake versions move it.)
+execute_process(COMMAND ${CMAKE_CXX_COMPILER} -print-file-name=libstdc++.so
+                OUTPUT_VARIABLE QUANTMT_LIBSTDCXX OUTPUT_STRIP_TRAILING_WHITESPACE)
+if(NOT IS_ABSOLUTE "${QUANTMT_LIBSTDCXX}" OR NOT EXISTS "${QUANTMT_LIBSTDCXX}")
+  find_library(QUANTMT_LIBSTDCXX_SYSTEM NAMES libstdc++.so.6
+               PATHS /lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu /usr/lib64 /lib64)
+  set(QUANTMT_LIBSTDCXX "${QUANTMT_LIBSTDCXX_SYSTEM}")
+endif()
+if(NOT QUANTMT_LIBSTDCXX)
+  set(QUANTMT_LIBSTDCXX "-lstdc++")
+endif()
+message(STATUS "quantmt: libstdc++ linked first: ${QUANTMT_LIBSTDCXX}")
 set(CMAKE_CXX_LINK_EXECUTABLE
-    "<CMAKE_CXX_COMPILER> <FLAGS> <CMAKE_CXX_LINK_FLAGS> -Wl,--push-state,--no-as-needed -lstdc++ -Wl,--pop-state <LINK_FLAGS> <OBJECTS> -o <TARGET> <LINK_LIBRARIES>")
+    "<CMAKE_CXX_COMPILER> <FLAGS> <CMAKE_CXX_LINK_FLAGS> -Wl,--push-state,--no-as-needed ${QUANTMT_LIBSTDCXX} -Wl,--pop-state <LINK_FLAGS> <OBJECTS> -o <TARGET> <LINK_LIBRARIES>")
