@@ -3,6 +3,8 @@
 // 8000 with tied embeddings, random weights, 30 source tokens, exactly 30
 // generated tokens. tokens/s = batch * 30 / wall time of the whole call
 // (encoder included). Prints one row per batch size, median of --runs.
+// With --model, the same measurement on a model directory (any precision)
+// instead of random weights.
 #include <torch/torch.h>
 
 #include <CLI/CLI.hpp>
@@ -10,16 +12,34 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "decoding/search.h"
+#include "model/model_io.h"
 #include "model/transformer.h"
+
+namespace {
+
+// The reference shape of the design notes, with random weights.
+absl::StatusOr<std::shared_ptr<quantmt::Transformer>> ReferenceModel() {
+  torch::manual_seed(1234);
+  quantmt::ModelConfig config;
+  config.d_model = 512;
+  config.encoder_layers.assign(6, {8, 2048, 0});
+  config.decoder_layers.assign(3, {8, 2048, 0});
+  config.source_vocab_size = config.target_vocab_size = 8000;
+  return quantmt::Transformer::Create(config);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"quantmt greedy decoding throughput on the reference shape"};
   int threads = 2, runs = 5, length = 30;
   std::vector<int> batches = {1, 8, 32, 64};
-  std::string device_name = "cpu", compute_type = "float32";
+  std::string device_name = "cpu", compute_type = "float32", model_dir, json_path;
   app.add_option("--threads", threads, "CPU intra-op threads")->capture_default_str();
   app.add_option("--runs", runs, "Timed runs per batch size (median reported)")
       ->capture_default_str();
@@ -28,22 +48,19 @@ int main(int argc, char** argv) {
   app.add_option("--device", device_name, "cpu or cuda")->capture_default_str();
   app.add_option("--compute_type", compute_type, "float32, float16, bfloat16")
       ->capture_default_str();
+  app.add_option("--model", model_dir, "A model directory instead of the reference shape");
+  app.add_option("--json", json_path, "Also write the results as JSON here");
   CLI11_PARSE(app, argc, argv);
 
   torch::set_num_threads(threads);
-  torch::manual_seed(1234);
-  quantmt::ModelConfig config;
-  config.d_model = 512;
-  config.encoder_layers.assign(6, {8, 2048, 0});
-  config.decoder_layers.assign(3, {8, 2048, 0});
-  config.source_vocab_size = config.target_vocab_size = 8000;
-  auto created = quantmt::Transformer::Create(config);
+  auto created = model_dir.empty() ? ReferenceModel() : quantmt::LoadTransformer(model_dir);
   if (!created.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(created.status().message()).c_str());
     return 1;
   }
   auto model = *created;
   model->eval();
+  const quantmt::ModelConfig& config = model->config();
   const torch::Device device(device_name == "cuda" ? torch::kCUDA : torch::kCPU);
   const auto dtype = compute_type == "float16"    ? torch::kFloat16
                      : compute_type == "bfloat16" ? torch::kBFloat16
@@ -56,13 +73,19 @@ int main(int argc, char** argv) {
   // Reference figures of CTranslate2 4.8.1 (FP32, oneDNN, 2 threads) on the
   // same 2-vCPU machine kind, from the project's design notes.
   const std::map<int, double> reference = {{1, 233}, {8, 875}, {32, 1677}, {64, 2526}};
-  std::printf("quantmt greedy decoding, reference shape, %s %s, %d threads, LibTorch %s\n",
+  const std::string shape = model_dir.empty() ? "reference shape" : model_dir;
+  std::printf("quantmt greedy decoding, %s, %s %s, %d threads, LibTorch %s\n", shape.c_str(),
               device_name.c_str(), compute_type.c_str(), threads, TORCH_VERSION);
+  nlohmann::json report = {
+      {"model", shape},     {"device", device_name}, {"compute_type", compute_type},
+      {"threads", threads}, {"length", length},      {"results", nlohmann::json::array()}};
   std::printf("%6s %12s %12s %12s %10s\n", "batch", "tokens/s", "ms/batch", "ms/token", "vs CT2");
   for (int batch : batches) {
     std::vector<std::vector<int64_t>> sources(batch);
     for (auto& source : sources) {
-      for (int i = 0; i + 1 < length; ++i) source.push_back(4 + std::rand() % 7996);
+      for (int i = 0; i + 1 < length; ++i) {
+        source.push_back(4 + std::rand() % (config.source_vocab_size - 4));
+      }
       source.push_back(config.eos_id);
     }
     std::vector<double> seconds;
@@ -84,11 +107,16 @@ int main(int argc, char** argv) {
     const double median = seconds[seconds.size() / 2];
     const double tokens_per_second = batch * length / median;
     char ratio[32] = "-";
-    if (reference.count(batch) && device_name == "cpu" && compute_type == "float32") {
+    if (reference.count(batch) && device_name == "cpu" && compute_type == "float32" &&
+        model_dir.empty()) {
       std::snprintf(ratio, sizeof(ratio), "%.2fx", tokens_per_second / reference.at(batch));
     }
     std::printf("%6d %12.0f %12.2f %12.3f %10s\n", batch, tokens_per_second, median * 1e3,
                 median * 1e3 / length, ratio);
+    report["results"].push_back({{"batch_size", batch},
+                                 {"tokens_per_second", tokens_per_second},
+                                 {"seconds_per_batch", median}});
   }
+  if (!json_path.empty()) std::ofstream(json_path) << report.dump(2) << "\n";
   return 0;
 }
