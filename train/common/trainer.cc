@@ -338,16 +338,23 @@ std::vector<std::pair<int64_t, std::string>> ListCheckpoints(const std::string& 
   return found;
 }
 
-absl::Status AverageCheckpoints(const std::vector<std::string>& dirs, torch::nn::Module* model) {
+absl::Status AverageCheckpoints(const std::vector<std::string>& dirs, torch::nn::Module* model,
+                                const LinearFactory& make_linear) {
   if (dirs.empty()) return absl::InvalidArgumentError("no checkpoint to average");
+  // Floating-point buffers (e.g. observed activation ranges) are averaged too.
   auto params = model->named_parameters();
+  for (const auto& item : model->named_buffers()) {
+    if (item.value().is_floating_point()) params.insert(item.key(), item.value());
+  }
   std::vector<torch::Tensor> sums;
   for (const auto& item : params) {
     sums.push_back(torch::zeros(item.value().sizes(), torch::kFloat64));
   }
   for (const std::string& dir : dirs) {
-    ASSIGN_OR_RETURN(std::shared_ptr<Transformer> loaded, LoadTransformer(dir));
-    const auto loaded_params = loaded->named_parameters();
+    ASSIGN_OR_RETURN(std::shared_ptr<Transformer> loaded,
+                     make_linear ? LoadTransformer(dir, make_linear) : LoadTransformer(dir));
+    auto loaded_params = loaded->named_parameters();
+    for (const auto& item : loaded->named_buffers()) loaded_params.insert(item.key(), item.value());
     for (size_t i = 0; i < params.size(); ++i) {
       const std::string& name = params[i].key();
       const torch::Tensor* value = loaded_params.find(name);
@@ -898,7 +905,7 @@ absl::StatusOr<std::string> Trainer::Impl::Export() {
     names.push_back(fs::path(checkpoints[i].second).filename().string());
   }
   ASSIGN_OR_RETURN(std::shared_ptr<Transformer> averaged, CreateModel(config));
-  RETURN_IF_ERROR(AverageCheckpoints(dirs, averaged.get()));
+  RETURN_IF_ERROR(AverageCheckpoints(dirs, averaged.get(), options.make_linear));
   ModelConfig exported = config;
   if (options.export_model) {
     ASSIGN_OR_RETURN(averaged, options.export_model(*averaged, &exported));

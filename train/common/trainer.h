@@ -112,9 +112,11 @@ double InverseSqrtLearningRate(double peak, int64_t warmup, int64_t step);
 // oldest first. Half-written ones (no trainer_state.json) are left out.
 std::vector<std::pair<int64_t, std::string>> ListCheckpoints(const std::string& output_dir);
 
-// Sets every parameter of `model` to the mean of that parameter over the
-// model directories `dirs` (accumulated in float64).
-absl::Status AverageCheckpoints(const std::vector<std::string>& dirs, torch::nn::Module* model);
+// Sets every parameter and floating-point buffer of `model` to its mean over
+// the model directories `dirs` (accumulated in float64), read with the
+// layers of `make_linear` (default: those of each directory's config.json).
+absl::Status AverageCheckpoints(const std::vector<std::string>& dirs, torch::nn::Module* model,
+                                const LinearFactory& make_linear = nullptr);
 
 // What one Train() call did.
 struct TrainSummary {
