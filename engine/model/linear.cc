@@ -3,6 +3,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "model/pq_linear.h"
+
 namespace quantmt {
 
 FloatLinear::FloatLinear(int64_t in_features, int64_t out_features, bool with_bias) {
@@ -45,6 +47,7 @@ absl::StatusOr<LinearFactory> LinearFactoryFor(const QuantizationConfig& quantiz
           std::make_shared<FloatLinear>(spec.in_features, spec.out_features, spec.bias));
     });
   }
+  if (quantization.scheme == "daq") return DaqLinearFactory(quantization);
   return absl::InvalidArgumentError("quantization scheme '" + quantization.scheme +
                                     "' has no linear layer in this build");
 }

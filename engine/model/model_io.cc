@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "model/pq_linear.h"
 
 namespace quantmt {
 namespace {
@@ -84,6 +85,17 @@ absl::Status LoadWeights(const checkpoint::SafetensorsFile& file, const ModelCon
                        " but config.json declares weights.dtype ", config.weights_dtype));
     }
     ASSIGN_OR_RETURN(torch::ScalarType type, TorchType(view->dtype));
+    // Integer tensors (codes, offsets) are read as they are: a copy would
+    // silently convert, say, int8 codes into uint8 ones.
+    if (!target.is_floating_point() && type != target.scalar_type()) {
+      std::string expected = c10::toString(target.scalar_type());
+      for (DType d : {DType::kU8, DType::kI8, DType::kI16, DType::kI32, DType::kI64}) {
+        if (TorchType(d).value() == target.scalar_type()) expected = checkpoint::DTypeName(d);
+      }
+      return absl::InvalidArgumentError(absl::StrCat(file.path(), ": tensor '", name, "' is ",
+                                                     checkpoint::DTypeName(view->dtype),
+                                                     " but this layer expects ", expected));
+    }
     target.copy_(CopyToTorch(*view, type));
     return absl::OkStatus();
   };
@@ -99,6 +111,17 @@ absl::Status LoadWeights(const checkpoint::SafetensorsFile& file, const ModelCon
         file.path(), ": unexpected tensor(s) for this config.json: '",
         absl::StrJoin(extra.begin(), extra.begin() + std::min<size_t>(extra.size(), 5), "', '"),
         extra.size() > 5 ? "', ..." : "'"));
+  }
+  // Shapes and dtypes are right; DAQ layers also check their values (codes
+  // below the centroid count, bucket layout, scales).
+  for (const auto& item : model->named_modules()) {
+    if (const auto* layer = dynamic_cast<const PqLinear*>(item.value().get())) {
+      const absl::Status valid = layer->ValidateWeights();
+      if (!valid.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(file.path(), ": layer '", item.key(), "': ", valid.message()));
+      }
+    }
   }
   return absl::OkStatus();
 }

@@ -338,15 +338,21 @@ std::vector<std::pair<int64_t, std::string>> ListCheckpoints(const std::string& 
   return found;
 }
 
-absl::Status AverageCheckpoints(const std::vector<std::string>& dirs, torch::nn::Module* model) {
+absl::Status AverageCheckpoints(const std::vector<std::string>& dirs, torch::nn::Module* model,
+                                const LinearFactory& make_linear) {
   if (dirs.empty()) return absl::InvalidArgumentError("no checkpoint to average");
   auto params = model->named_parameters();
   std::vector<torch::Tensor> sums;
   for (const auto& item : params) {
     sums.push_back(torch::zeros(item.value().sizes(), torch::kFloat64));
   }
+  std::shared_ptr<Transformer> loaded;
   for (const std::string& dir : dirs) {
-    ASSIGN_OR_RETURN(std::shared_ptr<Transformer> loaded, LoadTransformer(dir));
+    if (make_linear) {
+      ASSIGN_OR_RETURN(loaded, LoadTransformer(dir, make_linear));
+    } else {
+      ASSIGN_OR_RETURN(loaded, LoadTransformer(dir));
+    }
     const auto loaded_params = loaded->named_parameters();
     for (size_t i = 0; i < params.size(); ++i) {
       const std::string& name = params[i].key();
@@ -361,6 +367,15 @@ absl::Status AverageCheckpoints(const std::vector<std::string>& dirs, torch::nn:
   torch::NoGradGuard no_grad;
   const double count = static_cast<double>(dirs.size());
   for (size_t i = 0; i < params.size(); ++i) params[i].value().copy_(sums[i] / count);
+  const auto loaded_buffers = loaded->named_buffers();
+  for (auto& item : model->named_buffers()) {
+    const torch::Tensor* value = loaded_buffers.find(item.key());
+    if (value == nullptr || !value->sizes().equals(item.value().sizes())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(dirs.back(), ": buffer '", item.key(), "' is missing or has another shape"));
+    }
+    item.value().copy_(*value);
+  }
   return absl::OkStatus();
 }
 
@@ -898,7 +913,7 @@ absl::StatusOr<std::string> Trainer::Impl::Export() {
     names.push_back(fs::path(checkpoints[i].second).filename().string());
   }
   ASSIGN_OR_RETURN(std::shared_ptr<Transformer> averaged, CreateModel(config));
-  RETURN_IF_ERROR(AverageCheckpoints(dirs, averaged.get()));
+  RETURN_IF_ERROR(AverageCheckpoints(dirs, averaged.get(), options.make_linear));
   ModelConfig exported = config;
   if (options.export_model) {
     ASSIGN_OR_RETURN(averaged, options.export_model(*averaged, &exported));

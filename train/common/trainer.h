@@ -113,8 +113,12 @@ double InverseSqrtLearningRate(double peak, int64_t warmup, int64_t step);
 std::vector<std::pair<int64_t, std::string>> ListCheckpoints(const std::string& output_dir);
 
 // Sets every parameter of `model` to the mean of that parameter over the
-// model directories `dirs` (accumulated in float64).
-absl::Status AverageCheckpoints(const std::vector<std::string>& dirs, torch::nn::Module* model);
+// model directories `dirs` (accumulated in float64), and every buffer (e.g.
+// the codes of quantized layers) to its value in the last directory. The
+// directories are loaded with `make_linear` when given (the layers being
+// trained), else with the layers of their own config.json.
+absl::Status AverageCheckpoints(const std::vector<std::string>& dirs, torch::nn::Module* model,
+                                const LinearFactory& make_linear = nullptr);
 
 // What one Train() call did.
 struct TrainSummary {
