@@ -5,6 +5,7 @@
 
 #include "kernels/dnnl_matmul.h"
 #include "model/int8_linear.h"
+#include "model/pq_linear.h"
 
 namespace quantmt {
 
@@ -81,6 +82,7 @@ absl::StatusOr<LinearFactory> LinearFactoryFor(const QuantizationConfig& quantiz
     ASSIGN_OR_RETURN(Int8Params params, ParseInt8Params(quantization));
     return Int8LinearFactory(params);
   }
+  if (quantization.scheme == "daq") return DaqLinearFactory(quantization);
   return absl::InvalidArgumentError("quantization scheme '" + quantization.scheme +
                                     "' has no linear layer in this build");
 }

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "model/pq_linear.h"
 
 namespace quantmt {
 namespace {
@@ -144,6 +145,17 @@ absl::Status LoadWeights(const checkpoint::SafetensorsFile& file, const ModelCon
         file.path(), ": unexpected tensor(s) for this config.json: '",
         absl::StrJoin(extra.begin(), extra.begin() + std::min<size_t>(extra.size(), 5), "', '"),
         extra.size() > 5 ? "', ..." : "'"));
+  }
+  // Shapes and dtypes are right; DAQ layers also check their values (codes
+  // below the centroid count, bucket layout, scales).
+  for (const auto& item : model->named_modules()) {
+    if (const auto* layer = dynamic_cast<const PqLinear*>(item.value().get())) {
+      const absl::Status valid = layer->ValidateWeights();
+      if (!valid.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(file.path(), ": layer '", item.key(), "': ", valid.message()));
+      }
+    }
   }
   return absl::OkStatus();
 }

@@ -507,7 +507,7 @@ TEST(ModelConfigTest, UnknownQuantizationScheme) {
   json["quantization"] = {{"scheme", "xyz"}, {"bits", 4}};
   ExpectError(
       Parse(json).status(), absl::StatusCode::kInvalidArgument,
-      {std::string(kOrigin) + ": quantization.scheme 'xyz' is not supported (known: none)"});
+      {std::string(kOrigin) + ": quantization.scheme 'xyz' is not supported (known: none, daq)"});
   json["quantization"] = {{"bits", 4}};
   ExpectInvalid(json, {"quantization.scheme: missing"});
   json["quantization"] = "none";

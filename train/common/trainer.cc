@@ -341,33 +341,44 @@ std::vector<std::pair<int64_t, std::string>> ListCheckpoints(const std::string& 
 absl::Status AverageCheckpoints(const std::vector<std::string>& dirs, torch::nn::Module* model,
                                 const LinearFactory& make_linear) {
   if (dirs.empty()) return absl::InvalidArgumentError("no checkpoint to average");
-  // Floating-point buffers (e.g. observed activation ranges) are averaged too.
-  auto params = model->named_parameters();
+  // Floating-point buffers (e.g. observed activation ranges) are averaged too;
+  // integer ones (codes of quantized layers) cannot be, and come from the last.
+  auto averaged = model->named_parameters();
+  torch::OrderedDict<std::string, torch::Tensor> copied;
   for (const auto& item : model->named_buffers()) {
-    if (item.value().is_floating_point()) params.insert(item.key(), item.value());
+    (item.value().is_floating_point() ? averaged : copied).insert(item.key(), item.value());
   }
   std::vector<torch::Tensor> sums;
-  for (const auto& item : params) {
+  for (const auto& item : averaged) {
     sums.push_back(torch::zeros(item.value().sizes(), torch::kFloat64));
   }
+  torch::OrderedDict<std::string, torch::Tensor> loaded_tensors;
+  auto find = [&](const std::string& dir, const std::string& name,
+                  const torch::Tensor& like) -> absl::StatusOr<const torch::Tensor*> {
+    const torch::Tensor* value = loaded_tensors.find(name);
+    if (value == nullptr || !value->sizes().equals(like.sizes())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(dir, ": tensor '", name, "' is missing or has another shape"));
+    }
+    return value;
+  };
   for (const std::string& dir : dirs) {
     ASSIGN_OR_RETURN(std::shared_ptr<Transformer> loaded,
                      make_linear ? LoadTransformer(dir, make_linear) : LoadTransformer(dir));
-    auto loaded_params = loaded->named_parameters();
-    for (const auto& item : loaded->named_buffers()) loaded_params.insert(item.key(), item.value());
-    for (size_t i = 0; i < params.size(); ++i) {
-      const std::string& name = params[i].key();
-      const torch::Tensor* value = loaded_params.find(name);
-      if (value == nullptr || !value->sizes().equals(params[i].value().sizes())) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(dir, ": parameter '", name, "' is missing or has another shape"));
-      }
+    loaded_tensors = loaded->named_parameters();
+    for (const auto& item : loaded->named_buffers()) loaded_tensors.insert(item.key(), item.value());
+    for (size_t i = 0; i < averaged.size(); ++i) {
+      ASSIGN_OR_RETURN(const torch::Tensor* value, find(dir, averaged[i].key(), averaged[i].value()));
       sums[i] += value->to(torch::kFloat64);
     }
   }
   torch::NoGradGuard no_grad;
   const double count = static_cast<double>(dirs.size());
-  for (size_t i = 0; i < params.size(); ++i) params[i].value().copy_(sums[i] / count);
+  for (size_t i = 0; i < averaged.size(); ++i) averaged[i].value().copy_(sums[i] / count);
+  for (auto& item : copied) {
+    ASSIGN_OR_RETURN(const torch::Tensor* value, find(dirs.back(), item.key(), item.value()));
+    item.value().copy_(*value);
+  }
   return absl::OkStatus();
 }
 

@@ -113,8 +113,10 @@ double InverseSqrtLearningRate(double peak, int64_t warmup, int64_t step);
 std::vector<std::pair<int64_t, std::string>> ListCheckpoints(const std::string& output_dir);
 
 // Sets every parameter and floating-point buffer of `model` to its mean over
-// the model directories `dirs` (accumulated in float64), read with the
-// layers of `make_linear` (default: those of each directory's config.json).
+// the model directories `dirs` (accumulated in float64), and every integer
+// buffer (e.g. the codes of quantized layers) to its value in the last
+// directory. The directories are read with the layers of `make_linear`
+// (default: those of each directory's config.json).
 absl::Status AverageCheckpoints(const std::vector<std::string>& dirs, torch::nn::Module* model,
                                 const LinearFactory& make_linear = nullptr);
 
