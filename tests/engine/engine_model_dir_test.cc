@@ -91,7 +91,9 @@ TEST_F(EngineModelDirTest, TranslatesTextLikeTheTranslator) {
       EXPECT_EQ(got[k].token_ids, want[k].token_ids);
       EXPECT_EQ(got[k].text, want[k].text);
     }
-    if (i != 1) EXPECT_EQ(streamed[i], got[0].text);
+    if (i != 1) {
+      EXPECT_EQ(streamed[i], got[0].text);
+    }
   }
 }
 
