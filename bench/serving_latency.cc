@@ -131,6 +131,8 @@ int main(int argc, char** argv) {
   app.add_option("--max_batch_sentences", max_batch)->capture_default_str();
   app.add_option("--max_wait_ms", max_wait_ms)->capture_default_str();
   app.add_option("--model_dir", model_dir, "A model directory instead of random weights");
+  std::vector<std::string> modes = {"continuous", "static"};
+  app.add_option("--modes", modes, "Batching modes to run, in order")->delimiter(',');
   CLI11_PARSE(app, argc, argv);
 
   quantmt::ModelConfig config;
@@ -165,7 +167,8 @@ int main(int argc, char** argv) {
       TORCH_VERSION);
   std::printf("%-11s %14s %14s %14s %12s %8s\n", "batching", "short p50 ms", "short p99 ms",
               "long p50 ms", "tokens/s", "failed");
-  for (bool continuous : {true, false}) {
+  for (const std::string& mode : modes) {
+    const bool continuous = mode == "continuous";
     auto engine = quantmt::CreateEngine({}, loader);
     quantmt::ModelSpec spec;
     spec.name = "model";
