@@ -111,6 +111,18 @@ torch::Tensor PqLinear::DecodedWeight(const torch::Tensor& like) {
   return weight_cache_;
 }
 
+void PqLinear::PrepareForInference() {
+  torch::NoGradGuard no_grad;
+  RowBucketIndex();
+  const torch::Tensor centroids = FloatCentroids();
+  if (kernel_ == DaqKernel::kLookup && centroids.is_cpu() &&
+      centroids.scalar_type() == torch::kFloat32) {
+    centroid_cache_ = centroids.contiguous();
+  } else {
+    DecodedWeight(centroids);
+  }
+}
+
 torch::Tensor PqLinear::Forward(const torch::Tensor& input) {
   if (kernel_ == DaqKernel::kLookup && input.is_cpu() && input.scalar_type() == torch::kFloat32) {
     if (!centroid_cache_.defined()) {

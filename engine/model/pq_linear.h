@@ -61,6 +61,9 @@ class PqLinear : public Linear {
 
   torch::Tensor Forward(const torch::Tensor& input) override;
   torch::Tensor EmbedRows(const torch::Tensor& ids) override;
+  // Builds the caches of the chosen kernel now, so that Forward only reads
+  // (replicas share the layer across threads).
+  void PrepareForInference() override;
   int64_t in_features() const override { return layout_.in_features; }
   int64_t out_features() const override { return layout_.out_features; }
   // Checks the loaded values (codes below K, bucket layout, scales); the
