@@ -7,7 +7,7 @@ namespace {
 
 // Compares in time independent of where the strings differ, so a caller
 // cannot find the token byte by byte from response times.
-bool ConstantTimeEquals(std::string_view a, std::string_view b) {
+bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
   unsigned char difference = a.size() == b.size() ? 0 : 1;
   for (size_t i = 0; i < a.size(); ++i) difference |= a[i] ^ b[i % (b.empty() ? 1 : b.size())];
   return difference == 0 && !b.empty();
@@ -23,8 +23,8 @@ absl::Status CheckAdmin(const grpc::CallbackServerContext& context,
     return absl::UnauthenticatedError(
         "this is an admin call: send the metadata \"authorization: Bearer <admin token>\"");
   }
-  const std::string_view value(header->second.data(), header->second.size());
-  constexpr std::string_view kBearer = "Bearer ";
+  const absl::string_view value(header->second.data(), header->second.size());
+  constexpr absl::string_view kBearer = "Bearer ";
   if (!absl::StartsWith(value, kBearer)) {
     return absl::UnauthenticatedError(
         "the authorization metadata must be \"Bearer <admin token>\"");

@@ -40,7 +40,7 @@ MetricsHttpEndpoint::~MetricsHttpEndpoint() {
   if (context_ != nullptr) mg_stop(context_);
 }
 
-int MetricsHttpEndpoint::HandleMetrics(struct mg_connection* connection, void* self) {
+int MetricsHttpEndpoint::HandleMetrics(mg_connection* connection, void* self) {
   const mg_request_info* request = mg_get_request_info(connection);
   if (std::strcmp(request->request_method, "GET") != 0 &&
       std::strcmp(request->request_method, "HEAD") != 0) {

@@ -9,6 +9,7 @@
 #include "server/metrics/registry.h"
 
 struct mg_context;
+struct mg_connection;
 
 namespace quantmt::server {
 
@@ -25,7 +26,7 @@ class MetricsHttpEndpoint {
 
  private:
   MetricsHttpEndpoint(const Registry* registry) : registry_(registry) {}
-  static int HandleMetrics(struct mg_connection* connection, void* self);
+  static int HandleMetrics(mg_connection* connection, void* self);
 
   const Registry* registry_;
   mg_context* context_ = nullptr;
