@@ -53,11 +53,10 @@ std::string SummaryText(const LoadResult& r) {
     }
   }
   absl::StrAppend(&out, "\nStatus codes:\n");
-  for (const auto& [code, count] : r.codes) {
-    absl::StrAppendFormat(&out, "  %-20s %d", code, count);
-    auto sample = r.sample_errors.find(code);
-    if (sample != r.sample_errors.end()) absl::StrAppend(&out, "   e.g. \"", sample->second, "\"");
-    absl::StrAppend(&out, "\n");
+  for (const auto& [code, count] : r.codes) absl::StrAppendFormat(&out, "  %-20s %d\n", code, count);
+  if (!r.error_messages.empty()) absl::StrAppend(&out, "\nError messages:\n");
+  for (const auto& [message, count] : r.error_messages) {
+    absl::StrAppendFormat(&out, "  [%d] %s\n", count, message);
   }
   return out;
 }
@@ -87,7 +86,7 @@ nlohmann::ordered_json SummaryObject(const LoadResult& r) {
 std::string SummaryJson(const LoadResult& r) {
   nlohmann::ordered_json json = SummaryObject(r);
   json["codes"] = r.codes;
-  json["sample_errors"] = r.sample_errors;
+  json["error_messages"] = r.error_messages;
   return json.dump(2) + "\n";
 }
 

@@ -138,7 +138,13 @@ class LoadRun {
           absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
       ++result_.requests;
       ++result_.codes[code];
-      if (!status.ok()) result_.sample_errors.emplace(code, status.error_message());
+      if (!status.ok()) {
+        std::string key = code + ": " + status.error_message();
+        if (result_.error_messages.size() >= 32 && !result_.error_messages.count(key)) {
+          key = code + ": (other messages)";
+        }
+        ++result_.error_messages[key];
+      }
       if (status.ok()) {
         result_.latencies_ok.push_back(absl::ToDoubleSeconds(now - call->start));
         for (const auto& translation : call->response.translations()) {

@@ -20,7 +20,9 @@ struct LoadResult {
   int64_t requests = 0;
   int64_t skipped = 0;  // rate mode: arrivals not sent (max_inflight reached)
   std::map<std::string, int64_t> codes;  // "OK", "RESOURCE_EXHAUSTED", ...
-  std::map<std::string, std::string> sample_errors;  // one message per error code
+  // "CODE: message" -> count, for the first 32 distinct messages; later
+  // ones count under "CODE: (other messages)".
+  std::map<std::string, int64_t> error_messages;
   std::vector<double> latencies_ok;  // seconds, sorted, successful requests
   int64_t sentences_ok = 0;
   int64_t source_tokens = 0;

@@ -14,7 +14,7 @@ namespace {
 
 using EvaluateJob = StreamingJob<v1::EvaluateResponse>;
 
-constexpr size_t kChunkSentences = 32;
+constexpr size_t kMaxChunkSentences = 32;
 
 struct LoadedSet {
   std::string domain, name;
@@ -90,6 +90,13 @@ absl::Status TranslateChunk(ServingState& state, const std::string& model,
                             int* refused, int64_t* source_tokens) {
   const std::vector<std::string> sentences = request.sentences;
   RequestOutcome outcome = state.engine().TranslateSync(model, request);
+  // A full queue is other clients' traffic: wait for room rather than fail
+  // the whole evaluation (the deadline and cancellation still apply).
+  while (absl::IsResourceExhausted(outcome.results.status()) &&
+         !request.cancellation->cancelled() && absl::Now() < request.deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+    outcome = state.engine().TranslateSync(model, request);
+  }
   if (outcome.results.ok()) {
     for (const TranslationResult& result : *outcome.results) {
       hypotheses->push_back(result.hypotheses.empty() ? "" : result.hypotheses[0].text);
@@ -125,6 +132,10 @@ grpc::Status RunEvaluation(ServingState& state, grpc::CallbackServerContext& con
   auto sets = GatherSets(request, state, *status);
   if (!sets.ok()) return ToGrpcStatus(sets.status());
 
+  // A chunk never exceeds the queue, or it could never be admitted.
+  const size_t chunk_sentences = std::max<size_t>(
+      1, std::min<size_t>(kMaxChunkSentences,
+                          state.model_defaults().scheduler.max_queued_sentences));
   v1::EvaluateResponse final_response;
   v1::EvaluateResult* result = final_response.mutable_result();
   result->set_model(model);
@@ -133,9 +144,9 @@ grpc::Status RunEvaluation(ServingState& state, grpc::CallbackServerContext& con
     std::vector<std::string> hypotheses;
     int refused = 0;
     int64_t source_tokens = 0;
-    for (size_t offset = 0; offset < set.sources.size(); offset += kChunkSentences) {
+    for (size_t offset = 0; offset < set.sources.size(); offset += chunk_sentences) {
       TranslationRequest chunk;
-      const size_t end = std::min(set.sources.size(), offset + kChunkSentences);
+      const size_t end = std::min(set.sources.size(), offset + chunk_sentences);
       chunk.sentences.assign(set.sources.begin() + offset, set.sources.begin() + end);
       chunk.options = *options;
       chunk.deadline = EngineDeadline(context);

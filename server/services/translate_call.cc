@@ -1,5 +1,8 @@
 // TranslationService.Translate: validate, hand to the engine, answer from the
 // engine's completion callback. The call never blocks a gRPC thread.
+#include <grpcpp/support/proto_buffer_reader.h>
+#include <grpcpp/support/proto_buffer_writer.h>
+
 #include "server/admission/request_validation.h"
 #include "server/convert/proto_conversion.h"
 #include "server/convert/status_conversion.h"
@@ -20,17 +23,24 @@ namespace {
 class TranslateReactor : public grpc::ServerUnaryReactor {
  public:
   TranslateReactor(ServingState* state, grpc::CallbackServerContext* context,
-                   const v1::TranslateRequest* request, v1::TranslateResponse* response)
-      : state_(state), cancellation_(std::make_shared<CancellationToken>()) {
-    Start(context, request, response);
+                   const grpc::ByteBuffer* request, grpc::ByteBuffer* response)
+      : state_(state), cancellation_(std::make_shared<CancellationToken>()), response_(response) {
+    grpc::ByteBuffer bytes(*request);  // shares the slices; parsing consumes the copy
+    if (!grpc::SerializationTraits<v1::TranslateRequest>::Deserialize(&bytes, &request_).ok()) {
+      Answer("", grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "the request is not a valid quantmt.v1.TranslateRequest: every "
+                              "string (sentences, model) must be valid UTF-8"));
+      return;
+    }
+    Start(context);
   }
 
   void OnCancel() override { cancellation_->Cancel(); }
   void OnDone() override { delete this; }
 
  private:
-  void Start(grpc::CallbackServerContext* context, const v1::TranslateRequest* request,
-             v1::TranslateResponse* response) {
+  void Start(grpc::CallbackServerContext* context) {
+    const v1::TranslateRequest* request = &request_;
     if (grpc::Status accepting = state_->CheckAccepting(); !accepting.ok()) {
       return Answer(request->model(), accepting);
     }
@@ -50,14 +60,18 @@ class TranslateReactor : public grpc::ServerUnaryReactor {
     // call, after which this reactor may be deleted at any time.
     state_->engine().Translate(
         model, std::move(engine_request),
-        [this, model, return_scores, response](RequestOutcome outcome) {
+        [this, model, return_scores](RequestOutcome outcome) {
           state_->metrics().AddInflight(model, -1);
           if (!outcome.results.ok()) return Answer(model, ToGrpcStatus(outcome.results.status()));
-          response->set_model(model);
+          v1::TranslateResponse response;
+          response.set_model(model);
           for (const TranslationResult& result : *outcome.results) {
-            ToProto(result, return_scores, response->add_translations());
+            ToProto(result, return_scores, response.add_translations());
           }
-          Answer(model, grpc::Status::OK);
+          bool own_buffer = false;
+          grpc::Status serialized = grpc::SerializationTraits<v1::TranslateResponse>::Serialize(
+              response, response_, &own_buffer);
+          Answer(model, serialized);
         });
   }
 
@@ -68,14 +82,16 @@ class TranslateReactor : public grpc::ServerUnaryReactor {
 
   ServingState* state_;
   std::shared_ptr<CancellationToken> cancellation_;
+  grpc::ByteBuffer* response_;
+  v1::TranslateRequest request_;
   const absl::Time start_ = absl::Now();
 };
 
 }  // namespace
 
 grpc::ServerUnaryReactor* TranslationService::Translate(grpc::CallbackServerContext* context,
-                                                        const v1::TranslateRequest* request,
-                                                        v1::TranslateResponse* response) {
+                                                        const grpc::ByteBuffer* request,
+                                                        grpc::ByteBuffer* response) {
   return new TranslateReactor(state_, context, request, response);
 }
 

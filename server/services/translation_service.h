@@ -1,6 +1,11 @@
 // quantmt.v1.TranslationService on the gRPC callback API. Each RPC lives in
 // its own file: translate_call.cc, translate_stream_call.cc,
 // benchmark_call.cc, evaluate_call.cc.
+//
+// Translate takes its request as raw bytes and parses it itself: protobuf
+// refuses a proto3 string holding invalid UTF-8, and gRPC would answer that
+// with INTERNAL "failed to parse"; parsing here answers INVALID_ARGUMENT with
+// a message that says what to fix.
 #pragma once
 
 #include "quantmt/v1/translation.grpc.pb.h"
@@ -8,13 +13,15 @@
 
 namespace quantmt::server {
 
-class TranslationService final : public v1::TranslationService::CallbackService {
+class TranslationService final
+    : public v1::TranslationService::WithRawCallbackMethod_Translate<
+          v1::TranslationService::CallbackService> {
  public:
   explicit TranslationService(ServingState* state) : state_(state) {}
 
   grpc::ServerUnaryReactor* Translate(grpc::CallbackServerContext* context,
-                                      const v1::TranslateRequest* request,
-                                      v1::TranslateResponse* response) override;
+                                      const grpc::ByteBuffer* request,
+                                      grpc::ByteBuffer* response) override;
   grpc::ServerBidiReactor<v1::TranslateStreamRequest, v1::TranslateStreamResponse>*
   TranslateStream(grpc::CallbackServerContext* context) override;
   grpc::ServerWriteReactor<v1::BenchmarkResponse>* Benchmark(
