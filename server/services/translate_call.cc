@@ -1,8 +1,5 @@
 // TranslationService.Translate: validate, hand to the engine, answer from the
 // engine's completion callback. The call never blocks a gRPC thread.
-#include <grpcpp/support/proto_buffer_reader.h>
-#include <grpcpp/support/proto_buffer_writer.h>
-
 #include "server/admission/request_validation.h"
 #include "server/convert/proto_conversion.h"
 #include "server/convert/status_conversion.h"
@@ -25,14 +22,12 @@ class TranslateReactor : public grpc::ServerUnaryReactor {
   TranslateReactor(ServingState* state, grpc::CallbackServerContext* context,
                    const grpc::ByteBuffer* request, grpc::ByteBuffer* response)
       : state_(state), cancellation_(std::make_shared<CancellationToken>()), response_(response) {
-    grpc::ByteBuffer bytes(*request);  // shares the slices; parsing consumes the copy
-    if (!grpc::SerializationTraits<v1::TranslateRequest>::Deserialize(&bytes, &request_).ok()) {
-      Answer("", grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                              "the request is not a valid quantmt.v1.TranslateRequest: every "
-                              "string (sentences, model) must be valid UTF-8"));
-      return;
+    grpc::Status parsed = ParseRequest(*request, &request_);
+    if (parsed.ok()) {
+      Start(context);
+    } else {
+      Answer("", parsed);
     }
-    Start(context);
   }
 
   void OnCancel() override { cancellation_->Cancel(); }

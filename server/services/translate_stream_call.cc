@@ -20,8 +20,7 @@ constexpr int kMaxInflightPerStream = 64;
 // responses wait for a slow reader.
 constexpr size_t kMaxQueuedTokenUpdates = 256;
 
-class TranslateStreamReactor
-    : public grpc::ServerBidiReactor<v1::TranslateStreamRequest, v1::TranslateStreamResponse> {
+class TranslateStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   TranslateStreamReactor(ServingState* state, grpc::CallbackServerContext* context)
       : state_(state), context_(context) {
@@ -40,7 +39,15 @@ class TranslateStreamReactor
       MaybeFinishLocked();
       return;
     }
-    Submit(incoming_);
+    v1::TranslateStreamRequest message;
+    if (grpc::Status parsed = ParseRequest(incoming_, &message); !parsed.ok()) {
+      // The id is in the unparseable message: the error goes out as id 0.
+      state_->Record("TranslateStream", "", parsed, absl::Now());
+      absl::MutexLock lock(&mutex_);
+      QueueLocked(ErrorResponse(0, parsed), /*droppable=*/false);
+    } else {
+      Submit(message);
+    }
     StartRead(&incoming_);
   }
 
@@ -152,7 +159,14 @@ class TranslateStreamReactor
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
     if (broken_ || finished_) return;
     if (droppable && outgoing_.size() >= kMaxQueuedTokenUpdates) return;
-    outgoing_.push_back(std::move(response));
+    grpc::ByteBuffer bytes;
+    bool own_buffer = false;
+    if (!grpc::SerializationTraits<v1::TranslateStreamResponse>::Serialize(response, &bytes,
+                                                                           &own_buffer)
+             .ok()) {
+      return;
+    }
+    outgoing_.push_back(std::move(bytes));
     WriteNextLocked();
   }
 
@@ -179,10 +193,10 @@ class TranslateStreamReactor
 
   ServingState* state_;
   grpc::CallbackServerContext* context_;
-  v1::TranslateStreamRequest incoming_;  // only the read path touches it
+  grpc::ByteBuffer incoming_;  // only the read path touches it
 
   absl::Mutex mutex_;
-  std::deque<v1::TranslateStreamResponse> outgoing_ ABSL_GUARDED_BY(mutex_);
+  std::deque<grpc::ByteBuffer> outgoing_ ABSL_GUARDED_BY(mutex_);
   std::vector<std::shared_ptr<CancellationToken>> tokens_ ABSL_GUARDED_BY(mutex_);
   int inflight_ ABSL_GUARDED_BY(mutex_) = 0;
   bool writing_ ABSL_GUARDED_BY(mutex_) = false;
@@ -193,8 +207,8 @@ class TranslateStreamReactor
 
 }  // namespace
 
-grpc::ServerBidiReactor<v1::TranslateStreamRequest, v1::TranslateStreamResponse>*
-TranslationService::TranslateStream(grpc::CallbackServerContext* context) {
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* TranslationService::TranslateStream(
+    grpc::CallbackServerContext* context) {
   return new TranslateStreamReactor(state_, context);
 }
 

@@ -116,12 +116,16 @@ TEST_F(ServerE2eTest, TranslateStreamAnswersEachRequestById) {
   v1::TranslateStreamRequest second;
   second.set_id(8);
   *second.mutable_request() = Sentences({"Guten Morgen."}, "no-such-model");
+  v1::TranslateStreamRequest third;  // not UTF-8: unparseable, answered as id 0
+  third.set_id(9);
+  *third.mutable_request() = Sentences({"b\xC3\x28se"});
   ASSERT_TRUE(stream->Write(first));
   ASSERT_TRUE(stream->Write(second));
+  ASSERT_TRUE(stream->Write(third));
   ASSERT_TRUE(stream->WritesDone());
   std::map<uint64_t, int> sentences, tokens;
   bool done7 = false;
-  std::string error8;
+  std::string error8, error0;
   v1::TranslateStreamResponse response;
   while (stream->Read(&response)) {
     if (response.has_token()) ++tokens[response.id()];
@@ -134,6 +138,10 @@ TEST_F(ServerE2eTest, TranslateStreamAnswersEachRequestById) {
       EXPECT_EQ(response.error().code(), StatusCode::NOT_FOUND);
       error8 = response.error().message();
     }
+    if (response.has_error() && response.id() == 0) {
+      EXPECT_EQ(response.error().code(), StatusCode::INVALID_ARGUMENT);
+      error0 = response.error().message();
+    }
   }
   grpc::Status status = stream->Finish();
   ASSERT_TRUE(status.ok()) << status.error_message();
@@ -142,6 +150,7 @@ TEST_F(ServerE2eTest, TranslateStreamAnswersEachRequestById) {
   EXPECT_GT(tokens[7], 0);  // asked for token updates
   EXPECT_EQ(tokens[8], 0);
   EXPECT_TRUE(absl::StrContains(error8, "no-such-model")) << error8;
+  EXPECT_TRUE(absl::StrContains(error0, "UTF-8")) << error0;
 }
 
 TEST_F(ServerE2eTest, BenchmarkStreamsProgressThenResult) {
