@@ -58,12 +58,12 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<MetricsHttpEndpoint> metrics_endpoint;
   if (options.metrics_port >= 0) {
-    auto started = MetricsHttpEndpoint::Start(options.host, options.metrics_port,
-                                              &metrics.registry());
+    auto started =
+        MetricsHttpEndpoint::Start(options.host, options.metrics_port, &metrics.registry());
     if (!started.ok()) return Fail(started.status());
     metrics_endpoint = *std::move(started);
-    std::fprintf(stderr, "quantmt-server: metrics on http://%s:%d/metrics\n",
-                 options.host.c_str(), metrics_endpoint->port());
+    std::fprintf(stderr, "quantmt-server: metrics on http://%s:%d/metrics\n", options.host.c_str(),
+                 metrics_endpoint->port());
   }
   auto server = GrpcServer::Start(options, &state);
   if (!server.ok()) return Fail(server.status());

@@ -82,9 +82,8 @@ void AddBenchmarkCommand(CLI::App& app, const ConnectionOptions& connection, int
   command->add_option("--iterations", flags->iterations, "Timed requests per batch size (0: 5)");
   command->add_option("--beam_size", flags->beam_size, "1: greedy")->capture_default_str();
   command->add_option("--max_length", flags->max_length, "Tokens per translation (0: default)");
-  command->callback([&connection, flags, exit_code] {
-    *exit_code = RunBenchmark(connection, *flags);
-  });
+  command->callback(
+      [&connection, flags, exit_code] { *exit_code = RunBenchmark(connection, *flags); });
 }
 
 }  // namespace quantmt::client

@@ -100,8 +100,9 @@ void AddEvaluateCommand(CLI::App& app, const ConnectionOptions& connection, int*
   CLI::App* command = app.add_subcommand(
       "evaluate", "BLEU/chrF per test set: the server's data directory or local files");
   command->add_option("-m,--model", flags->model, "Model name (default: the server's)");
-  command->add_option("--sets", flags->sets,
-                      "Server test sets: DOMAIN or DOMAIN/NAME (default: all, unless --src)")
+  command
+      ->add_option("--sets", flags->sets,
+                   "Server test sets: DOMAIN or DOMAIN/NAME (default: all, unless --src)")
       ->delimiter(',');
   command->add_option("--src", flags->source, "Local source file (sent inline)");
   auto* reference = command->add_option("--ref", flags->reference, "Local reference file");
@@ -111,9 +112,8 @@ void AddEvaluateCommand(CLI::App& app, const ConnectionOptions& connection, int*
   command->add_option("--beam_size", flags->beam_size, "0: the server default");
   command->add_option("--max_lines", flags->max_lines, "Lines per test set (0: all)");
   command->add_option("--json", flags->json, "Also write the report as JSON here");
-  command->callback([&connection, flags, exit_code] {
-    *exit_code = RunEvaluate(connection, *flags);
-  });
+  command->callback(
+      [&connection, flags, exit_code] { *exit_code = RunEvaluate(connection, *flags); });
 }
 
 }  // namespace quantmt::client

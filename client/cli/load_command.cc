@@ -100,7 +100,8 @@ void AddLoadCommand(CLI::App& app, const ConnectionOptions& connection, int* exi
   command->add_option("-n,--requests", flags->requests, "Stop after this many (not --duration)");
   command->add_option("--warmup", flags->warmup_s, "Seconds of uncounted requests first")
       ->capture_default_str();
-  command->add_option("--max_inflight", flags->max_inflight, "Open-loop bound on requests in flight")
+  command
+      ->add_option("--max_inflight", flags->max_inflight, "Open-loop bound on requests in flight")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
   command->add_option("--request_timeout", flags->timeout_s, "Seconds per request")

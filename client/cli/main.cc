@@ -2,8 +2,9 @@
 #include "client/cli/commands.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"quantmt: translate, evaluate, benchmark, manage models and load-test a "
-               "quantmt-server"};
+  CLI::App app{
+      "quantmt: translate, evaluate, benchmark, manage models and load-test a "
+      "quantmt-server"};
   app.require_subcommand(1);
   quantmt::client::ConnectionOptions connection;
   quantmt::client::AddConnectionFlags(app, &connection);

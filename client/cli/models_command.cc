@@ -90,7 +90,8 @@ void AddModelsCommand(CLI::App& app, const ConnectionOptions& connection, int* e
   });
   CLI::App* load = command->add_subcommand("load", "Load a model (admin: --token)");
   load->add_option("name", flags->name, "Name requests will use")->required();
-  load->add_option("--dir", flags->directory, "Directory under the server's model root (default: NAME)");
+  load->add_option("--dir", flags->directory,
+                   "Directory under the server's model root (default: NAME)");
   load->add_option("--replicas", flags->replicas, "0: the server default");
   load->add_option("--threads", flags->threads, "0: the server default");
   load->add_option("--device", flags->device, "cpu or cuda (default: the server's)");

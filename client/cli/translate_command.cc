@@ -109,7 +109,8 @@ void AddTranslateCommand(CLI::App& app, const ConnectionOptions& connection, int
       ->check(CLI::Range(1, 64));
   command->add_option("--max_length", flags->max_length, "Tokens per translation (0: default)");
   command->add_flag("--scores", flags->scores, "Prefix each line with its score and a tab");
-  command->callback([&connection, flags, exit_code] { *exit_code = RunTranslate(connection, *flags); });
+  command->callback(
+      [&connection, flags, exit_code] { *exit_code = RunTranslate(connection, *flags); });
 }
 
 }  // namespace quantmt::client

@@ -20,8 +20,8 @@ std::string Millis(double seconds) { return absl::StrFormat("%.2f ms", seconds *
 }  // namespace
 
 std::string ProgressLine(const LoadProgress& p) {
-  return absl::StrFormat("%7.1fs  level %-6.1f sent %-8d ok %-8d err %-6d inflight %d",
-                         p.elapsed_s, p.level, p.sent, p.ok, p.errors, p.inflight);
+  return absl::StrFormat("%7.1fs  level %-6.1f sent %-8d ok %-8d err %-6d inflight %d", p.elapsed_s,
+                         p.level, p.sent, p.ok, p.errors, p.inflight);
 }
 
 std::string SummaryText(const LoadResult& r) {
@@ -53,7 +53,8 @@ std::string SummaryText(const LoadResult& r) {
     }
   }
   absl::StrAppend(&out, "\nStatus codes:\n");
-  for (const auto& [code, count] : r.codes) absl::StrAppendFormat(&out, "  %-20s %d\n", code, count);
+  for (const auto& [code, count] : r.codes)
+    absl::StrAppendFormat(&out, "  %-20s %d\n", code, count);
   if (!r.error_messages.empty()) absl::StrAppend(&out, "\nError messages:\n");
   for (const auto& [message, count] : r.error_messages) {
     absl::StrAppendFormat(&out, "  [%d] %s\n", count, message);

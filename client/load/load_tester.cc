@@ -21,8 +21,7 @@ double LevelAt(const LoadOptions& options, absl::Duration elapsed) {
                                                       : std::max(level, options.end_level);
     }
     case Schedule::kRamp: {
-      const double fraction =
-          std::clamp(absl::FDivDuration(elapsed, options.duration), 0.0, 1.0);
+      const double fraction = std::clamp(absl::FDivDuration(elapsed, options.duration), 0.0, 1.0);
       return options.start_level + (options.end_level - options.start_level) * fraction;
     }
   }
@@ -40,8 +39,8 @@ class LoadRun {
                  absl::Duration progress_interval) {
     const absl::Time start = absl::Now();
     measure_start_ = start + options_.warmup;
-    const absl::Time end = options_.total_requests > 0 ? absl::InfiniteFuture()
-                                                       : measure_start_ + options_.duration;
+    const absl::Time end =
+        options_.total_requests > 0 ? absl::InfiniteFuture() : measure_start_ + options_.duration;
     absl::Time next_arrival = start, next_progress = start + progress_interval;
     std::mt19937_64 random(12345);
     for (;;) {

@@ -12,7 +12,6 @@ namespace quantmt::server {
 // OK if the call carries `admin_token`. Unauthenticated without the header
 // (or a malformed one), PermissionDenied for a wrong token, or for any token
 // when `admin_token` is empty (admin calls disabled).
-absl::Status CheckAdmin(const grpc::CallbackServerContext& context,
-                        const std::string& admin_token);
+absl::Status CheckAdmin(const grpc::CallbackServerContext& context, const std::string& admin_token);
 
 }  // namespace quantmt::server

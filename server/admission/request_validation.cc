@@ -13,10 +13,9 @@ absl::Status ValidateSentence(const std::string& sentence, const std::string& wh
                                                    "): send text encoded as UTF-8"));
   }
   if (static_cast<int64_t>(sentence.size()) > limits.max_sentence_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(where, " has ", sentence.size(),
-                                                   " bytes; the limit is ",
-                                                   limits.max_sentence_bytes,
-                                                   ": split it into shorter sentences"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, " has ", sentence.size(), " bytes; the limit is ",
+                     limits.max_sentence_bytes, ": split it into shorter sentences"));
   }
   return absl::OkStatus();
 }
@@ -32,9 +31,9 @@ absl::StatusOr<TranslationOptions> ValidateOptions(const v1::TranslationOptions&
   }
   result.num_hypotheses = options.num_hypotheses() == 0 ? 1 : options.num_hypotheses();
   if (result.num_hypotheses < 1 || result.num_hypotheses > result.beam_size) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("num_hypotheses ", options.num_hypotheses(), " is out of range: use 1 to ",
-                     "beam_size (", result.beam_size, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("num_hypotheses ", options.num_hypotheses(),
+                                                   " is out of range: use 1 to ", "beam_size (",
+                                                   result.beam_size, ")"));
   }
   result.max_decoding_length =
       options.max_length() == 0 ? limits.default_max_length : options.max_length();
@@ -60,16 +59,17 @@ absl::StatusOr<ValidatedTranslation> ValidateTranslateRequest(const v1::Translat
   ValidatedTranslation result;
   result.model = request.model().empty() ? default_model : request.model();
   if (result.model.empty()) {
-    return absl::NotFoundError("no model named in the request and the server has no default model: "
-                               "load one with LoadModel");
+    return absl::NotFoundError(
+        "no model named in the request and the server has no default model: "
+        "load one with LoadModel");
   }
   if (request.sentences().empty()) {
     return absl::InvalidArgumentError("the request has no sentences: send at least one");
   }
   if (request.sentences_size() > limits.max_sentences) {
-    return absl::InvalidArgumentError(absl::StrCat("the request has ", request.sentences_size(),
-                                                   " sentences; the limit is ", limits.max_sentences,
-                                                   ": split it into several requests"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the request has ", request.sentences_size(), " sentences; the limit is ",
+                     limits.max_sentences, ": split it into several requests"));
   }
   int64_t total_bytes = 0;
   for (int i = 0; i < request.sentences_size(); ++i) {
@@ -77,10 +77,9 @@ absl::StatusOr<ValidatedTranslation> ValidateTranslateRequest(const v1::Translat
     total_bytes += request.sentences(i).size();
   }
   if (total_bytes > limits.max_request_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("the request has ", total_bytes,
-                                                   " bytes of text; the limit is ",
-                                                   limits.max_request_bytes,
-                                                   ": split it into several requests"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the request has ", total_bytes, " bytes of text; the limit is ",
+                     limits.max_request_bytes, ": split it into several requests"));
   }
   ASSIGN_OR_RETURN(result.options, ValidateOptions(request.options(), limits));
   result.return_scores = request.options().return_scores();

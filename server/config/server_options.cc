@@ -87,8 +87,8 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   RETURN_IF_ERROR(CheckRange("max_length", l.max_length, 1, 1 << 16));
   RETURN_IF_ERROR(CheckRange("default_max_length", l.default_max_length, 1, l.max_length));
   RETURN_IF_ERROR(CheckRange("max_evaluate_lines", l.max_evaluate_lines, 1, 1 << 24));
-  RETURN_IF_ERROR(CheckRange("max_receive_message_bytes", o.max_receive_message_bytes, 1024,
-                             1 << 30));
+  RETURN_IF_ERROR(
+      CheckRange("max_receive_message_bytes", o.max_receive_message_bytes, 1024, 1 << 30));
   RETURN_IF_ERROR(CheckRange("max_send_message_bytes", o.max_send_message_bytes, 1024, 1 << 30));
   RETURN_IF_ERROR(CheckRange("max_concurrent_streams", o.max_concurrent_streams, 1, 1 << 20));
   RETURN_IF_ERROR(CheckRange("keepalive_time_s", o.keepalive_time_s, 1, 86400));

@@ -17,8 +17,8 @@ namespace quantmt::server {
 
 struct ServerOptions {
   std::string host = "0.0.0.0";
-  int port = 50051;          // gRPC
-  int metrics_port = 9464;   // Prometheus /metrics; -1 disables it
+  int port = 50051;         // gRPC
+  int metrics_port = 9464;  // Prometheus /metrics; -1 disables it
   std::string model_root = "models";
   // Directories under model_root to load at start, as NAME or NAME=DIR;
   // the first is the default model.

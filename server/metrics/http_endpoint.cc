@@ -15,8 +15,8 @@ absl::StatusOr<std::unique_ptr<MetricsHttpEndpoint>> MetricsHttpEndpoint::Start(
   std::unique_ptr<MetricsHttpEndpoint> endpoint(new MetricsHttpEndpoint(registry));
   const std::string listening = absl::StrCat(host, ":", port);
   // Two worker threads: scrapes are rare and cheap.
-  const char* options[] = {"listening_ports", listening.c_str(), "num_threads", "2",
-                           "request_timeout_ms", "10000", nullptr};
+  const char* options[] = {"listening_ports",    listening.c_str(), "num_threads", "2",
+                           "request_timeout_ms", "10000",           nullptr};
   char error_text[256] = "";
   unsigned error_code = 0;
   mg_callbacks callbacks;

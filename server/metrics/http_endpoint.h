@@ -18,8 +18,8 @@ class MetricsHttpEndpoint {
   // Listens on `host`:`port` (port 0: any free port; see port()). `registry`
   // must outlive the endpoint. Unavailable if the port cannot be bound.
   static absl::StatusOr<std::unique_ptr<MetricsHttpEndpoint>> Start(const std::string& host,
-                                                                   int port,
-                                                                   const Registry* registry);
+                                                                    int port,
+                                                                    const Registry* registry);
   ~MetricsHttpEndpoint();  // stops serving; waits for running requests
 
   int port() const { return port_; }

@@ -13,8 +13,8 @@ bool IsValidName(const std::string& name, bool allow_colon) {
   if (name.empty()) return false;
   for (size_t i = 0; i < name.size(); ++i) {
     const char c = name[i];
-    const bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-                        (allow_colon && c == ':');
+    const bool letter =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (allow_colon && c == ':');
     if (!letter && !(i > 0 && c >= '0' && c <= '9')) return false;
   }
   return true;
@@ -111,8 +111,7 @@ std::string MetricFamily::FormatLabels(const LabelValues& values) const {
   if (values.empty()) return "";
   std::string out = "{";
   for (size_t i = 0; i < values.size(); ++i) {
-    absl::StrAppend(&out, i ? "," : "", label_names_[i], "=\"", EscapeLabelValue(values[i]),
-                    "\"");
+    absl::StrAppend(&out, i ? "," : "", label_names_[i], "=\"", EscapeLabelValue(values[i]), "\"");
   }
   return out + "}";
 }
@@ -210,8 +209,7 @@ void HistogramFamily::WriteSeries(const std::string& labels, const Series& serie
 }
 
 absl::Status Registry::CheckNew(const std::string& name,
-                                const std::vector<std::string>& label_names,
-                                bool histogram) const {
+                                const std::vector<std::string>& label_names, bool histogram) const {
   if (!IsValidName(name, /*allow_colon=*/true)) {
     return absl::InvalidArgumentError(
         absl::StrCat("metric name \"", name, "\" must match [a-zA-Z_:][a-zA-Z0-9_:]*"));
@@ -254,9 +252,10 @@ absl::StatusOr<GaugeFamily*> Registry::AddGauge(const std::string& name, const s
   return result;
 }
 
-absl::StatusOr<HistogramFamily*> Registry::AddHistogram(
-    const std::string& name, const std::string& help, const std::vector<std::string>& label_names,
-    const std::vector<double>& upper_bounds) {
+absl::StatusOr<HistogramFamily*> Registry::AddHistogram(const std::string& name,
+                                                        const std::string& help,
+                                                        const std::vector<std::string>& label_names,
+                                                        const std::vector<double>& upper_bounds) {
   absl::MutexLock lock(&mutex_);
   RETURN_IF_ERROR(CheckNew(name, label_names, true));
   for (size_t i = 0; i < upper_bounds.size(); ++i) {

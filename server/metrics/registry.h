@@ -43,10 +43,10 @@ class MetricFamily {
 
  protected:
   struct Series {
-    double value = 0;                  // counter, gauge
-    std::vector<uint64_t> buckets;     // histogram: per bucket, not cumulative
-    double sum = 0;                    // histogram
-    uint64_t count = 0;                // histogram
+    double value = 0;               // counter, gauge
+    std::vector<uint64_t> buckets;  // histogram: per bucket, not cumulative
+    double sum = 0;                 // histogram
+    uint64_t count = 0;             // histogram
   };
   // Returns the series for `labels`, creating it; null (and counts a drop)
   // when the label count is wrong.

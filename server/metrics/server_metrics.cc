@@ -36,9 +36,9 @@ ServerMetrics::ServerMetrics() {
   requests_ = Must(registry_.AddCounter("quantmt_requests_total",
                                         "RPCs answered, by method, model and gRPC status code.",
                                         {"rpc", "model", "code"}));
-  request_duration_ = Must(registry_.AddHistogram(
-      "quantmt_request_duration_seconds", "Time from receiving an RPC to answering it.",
-      {"rpc", "model"}, latency_buckets));
+  request_duration_ = Must(registry_.AddHistogram("quantmt_request_duration_seconds",
+                                                  "Time from receiving an RPC to answering it.",
+                                                  {"rpc", "model"}, latency_buckets));
   queue_duration_ = Must(registry_.AddHistogram(
       "quantmt_queue_duration_seconds",
       "Time a translation request waited before its first sentence started decoding.", {"model"},
@@ -50,29 +50,28 @@ ServerMetrics::ServerMetrics() {
   batch_sentences_ = Must(registry_.AddHistogram(
       "quantmt_batch_sentences", "Rows (sentences, beams included) in each batched step.",
       {"model"}, ExponentialBuckets(1, 2, 11)));
-  batch_tokens_ = Must(registry_.AddHistogram("quantmt_batch_tokens",
-                                              "Token positions in each batched step.", {"model"},
-                                              ExponentialBuckets(1, 2, 17)));
+  batch_tokens_ =
+      Must(registry_.AddHistogram("quantmt_batch_tokens", "Token positions in each batched step.",
+                                  {"model"}, ExponentialBuckets(1, 2, 17)));
   source_tokens_ = Must(registry_.AddCounter(
-      "quantmt_source_tokens_total", "Source tokens of finished requests (end-of-sentence included).",
-      {"model"}));
-  generated_tokens_ = Must(registry_.AddCounter("quantmt_generated_tokens_total",
-                                                "Tokens generated for finished requests.",
-                                                {"model"}));
-  queued_sentences_ = Must(registry_.AddGauge(
-      "quantmt_queued_sentences", "Sentences waiting to start decoding.", {"model"}));
-  running_sentences_ = Must(registry_.AddGauge("quantmt_running_sentences",
-                                               "Sentences decoding now.", {"model"}));
-  inflight_ = Must(registry_.AddGauge("quantmt_inflight_requests",
-                                      "Translation RPCs accepted and not yet answered.", {"model"}));
+      "quantmt_source_tokens_total",
+      "Source tokens of finished requests (end-of-sentence included).", {"model"}));
+  generated_tokens_ = Must(registry_.AddCounter(
+      "quantmt_generated_tokens_total", "Tokens generated for finished requests.", {"model"}));
+  queued_sentences_ = Must(registry_.AddGauge("quantmt_queued_sentences",
+                                              "Sentences waiting to start decoding.", {"model"}));
+  running_sentences_ =
+      Must(registry_.AddGauge("quantmt_running_sentences", "Sentences decoding now.", {"model"}));
+  inflight_ = Must(registry_.AddGauge(
+      "quantmt_inflight_requests", "Translation RPCs accepted and not yet answered.", {"model"}));
   weights_bytes_ = Must(registry_.AddGauge("quantmt_model_weights_bytes",
                                            "Bytes the model's weights occupy in memory.",
                                            {"model", "precision"}));
   model_loaded_ = Must(registry_.AddGauge(
-      "quantmt_model_loaded", "1 for the model's current state (loading, ready, unloading, failed).",
-      {"model", "state"}));
-  resident_memory_ = Must(registry_.AddGauge("process_resident_memory_bytes",
-                                             "Resident memory size in bytes.", {}));
+      "quantmt_model_loaded",
+      "1 for the model's current state (loading, ready, unloading, failed).", {"model", "state"}));
+  resident_memory_ = Must(
+      registry_.AddGauge("process_resident_memory_bytes", "Resident memory size in bytes.", {}));
   gpu_memory_ = Must(registry_.AddGauge(
       "quantmt_gpu_memory_bytes",
       "Bytes of model weights and decoder cache held on each GPU (present only with CUDA models).",

@@ -85,10 +85,10 @@ grpc::ServerWriteReactor<v1::BenchmarkResponse>* TranslationService::Benchmark(
     }
     const int iterations = request->iterations() == 0 ? 5 : request->iterations();
     if (iterations < 1 || iterations > limits.max_benchmark_iterations) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          absl::StrCat("iterations ", request->iterations(),
-                                       " is out of range: use 1 to ",
-                                       limits.max_benchmark_iterations, ", or 0 for 5"));
+      return grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          absl::StrCat("iterations ", request->iterations(), " is out of range: use 1 to ",
+                       limits.max_benchmark_iterations, ", or 0 for 5"));
     }
 
     v1::BenchmarkResponse final_response;
@@ -99,7 +99,8 @@ grpc::ServerWriteReactor<v1::BenchmarkResponse>* TranslationService::Benchmark(
     result->set_weights_bytes(status->weights_bytes);
     for (int batch_size : batch_sizes) {
       TranslationRequest translation;
-      for (int i = 0; i < batch_size; ++i) translation.sentences.push_back(inputs[i % inputs.size()]);
+      for (int i = 0; i < batch_size; ++i)
+        translation.sentences.push_back(inputs[i % inputs.size()]);
       translation.options = *options;
       translation.deadline = EngineDeadline(*context);
       translation.cancellation = job.cancellation();

@@ -32,7 +32,9 @@ absl::StatusOr<std::vector<LoadedSet>> GatherSets(const v1::EvaluateRequest& req
           "test set \"", set.name(), "\" has ", set.sources_size(), " sources and ",
           set.references_size(), " references: send one reference per source, at least one"));
     }
-    sets.push_back({set.domain(), set.name(), {set.sources().begin(), set.sources().end()},
+    sets.push_back({set.domain(),
+                    set.name(),
+                    {set.sources().begin(), set.sources().end()},
                     {set.references().begin(), set.references().end()}});
   }
   if (!request.data_sets().empty() || request.test_sets().empty()) {
@@ -40,8 +42,8 @@ absl::StatusOr<std::vector<LoadedSet>> GatherSets(const v1::EvaluateRequest& req
       return absl::FailedPreconditionError(
           "the server has no data directory (--data_dir): send the test sets inline");
     }
-    const auto available = FindTestSets(state.data_dir(), model.info.source_language,
-                                        model.info.target_language);
+    const auto available =
+        FindTestSets(state.data_dir(), model.info.source_language, model.info.target_language);
     std::vector<TestSetFiles> files = available;
     if (!request.data_sets().empty()) {
       ASSIGN_OR_RETURN(files, SelectTestSets(available, {request.data_sets().begin(),
@@ -57,9 +59,9 @@ absl::StatusOr<std::vector<LoadedSet>> GatherSets(const v1::EvaluateRequest& req
       ASSIGN_OR_RETURN(set.sources, ReadLines(file.source_path, request.max_lines()));
       ASSIGN_OR_RETURN(set.references, ReadLines(file.reference_path, request.max_lines()));
       if (set.sources.size() != set.references.size() || set.sources.empty()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "test set ", file.domain, "/", file.name, " has ", set.sources.size(),
-            " source and ", set.references.size(), " reference lines on the server"));
+        return absl::FailedPreconditionError(
+            absl::StrCat("test set ", file.domain, "/", file.name, " has ", set.sources.size(),
+                         " source and ", set.references.size(), " reference lines on the server"));
       }
       sets.push_back(std::move(set));
     }
@@ -73,10 +75,9 @@ absl::StatusOr<std::vector<LoadedSet>> GatherSets(const v1::EvaluateRequest& req
     lines += set.sources.size();
   }
   if (lines > size_t(state.limits().max_evaluate_lines)) {
-    return absl::InvalidArgumentError(absl::StrCat("the evaluation has ", lines,
-                                                   " lines; the limit is ",
-                                                   state.limits().max_evaluate_lines,
-                                                   ": use max_lines or fewer test sets"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the evaluation has ", lines, " lines; the limit is ",
+                     state.limits().max_evaluate_lines, ": use max_lines or fewer test sets"));
   }
   return sets;
 }
@@ -134,8 +135,8 @@ grpc::Status RunEvaluation(ServingState& state, grpc::CallbackServerContext& con
 
   // A chunk never exceeds the queue, or it could never be admitted.
   const size_t chunk_sentences = std::max<size_t>(
-      1, std::min<size_t>(kMaxChunkSentences,
-                          state.model_defaults().scheduler.max_queued_sentences));
+      1,
+      std::min<size_t>(kMaxChunkSentences, state.model_defaults().scheduler.max_queued_sentences));
   v1::EvaluateResponse final_response;
   v1::EvaluateResult* result = final_response.mutable_result();
   result->set_model(model);
@@ -151,8 +152,8 @@ grpc::Status RunEvaluation(ServingState& state, grpc::CallbackServerContext& con
       chunk.options = *options;
       chunk.deadline = EngineDeadline(context);
       chunk.cancellation = job.cancellation();
-      auto translated = TranslateChunk(state, model, std::move(chunk), &hypotheses, &refused,
-                                       &source_tokens);
+      auto translated =
+          TranslateChunk(state, model, std::move(chunk), &hypotheses, &refused, &source_tokens);
       if (!translated.ok()) return ToGrpcStatus(translated);
       v1::EvaluateResponse progress;
       progress.mutable_progress()->set_domain(set.domain);

@@ -18,13 +18,14 @@ absl::StatusOr<ModelSpec> MakeModelSpec(const ModelDefaults& defaults, const std
   }
   const std::filesystem::path relative(directory.empty() ? name : directory);
   if (relative.is_absolute()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model directory \"", relative.string(), "\" must be relative to the model root"));
+    return absl::InvalidArgumentError(absl::StrCat("model directory \"", relative.string(),
+                                                   "\" must be relative to the model root"));
   }
   for (const auto& part : relative) {
     if (part == "..") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "model directory \"", relative.string(), "\" must stay inside the model root (no \"..\")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("model directory \"", relative.string(),
+                       "\" must stay inside the model root (no \"..\")"));
     }
   }
   if (replicas < 0 || replicas > 64 || threads < 0 || threads > 1024) {

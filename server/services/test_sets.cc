@@ -35,8 +35,8 @@ std::vector<TestSetFiles> FindTestSets(const std::string& data_dir, const std::s
   return sets;
 }
 
-absl::StatusOr<std::vector<TestSetFiles>> SelectTestSets(const std::vector<TestSetFiles>& available,
-                                                         const std::vector<std::string>& selectors) {
+absl::StatusOr<std::vector<TestSetFiles>> SelectTestSets(
+    const std::vector<TestSetFiles>& available, const std::vector<std::string>& selectors) {
   std::vector<TestSetFiles> selected;
   for (const std::string& selector : selectors) {
     const size_t before = selected.size();
@@ -47,10 +47,11 @@ absl::StatusOr<std::vector<TestSetFiles>> SelectTestSets(const std::vector<TestS
     }
     if (selected.size() == before) {
       std::string known;
-      for (const TestSetFiles& set : available) absl::StrAppend(&known, " ", set.domain, "/", set.name);
-      return absl::NotFoundError(absl::StrCat("no test set \"", selector,
-                                              "\" in the server's data directory; it has:",
-                                              known.empty() ? " none" : known));
+      for (const TestSetFiles& set : available)
+        absl::StrAppend(&known, " ", set.domain, "/", set.name);
+      return absl::NotFoundError(absl::StrCat(
+          "no test set \"", selector,
+          "\" in the server's data directory; it has:", known.empty() ? " none" : known));
     }
   }
   return selected;

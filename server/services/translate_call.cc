@@ -39,8 +39,7 @@ class TranslateReactor : public grpc::ServerUnaryReactor {
     if (grpc::Status accepting = state_->CheckAccepting(); !accepting.ok()) {
       return Answer(request->model(), accepting);
     }
-    auto validated =
-        ValidateTranslateRequest(*request, state_->limits(), state_->default_model());
+    auto validated = ValidateTranslateRequest(*request, state_->limits(), state_->default_model());
     if (!validated.ok()) return Answer(request->model(), ToGrpcStatus(validated.status()));
 
     TranslationRequest engine_request;
@@ -54,8 +53,7 @@ class TranslateReactor : public grpc::ServerUnaryReactor {
     // `done` runs once, possibly before Translate returns; it finishes the
     // call, after which this reactor may be deleted at any time.
     state_->engine().Translate(
-        model, std::move(engine_request),
-        [this, model, return_scores](RequestOutcome outcome) {
+        model, std::move(engine_request), [this, model, return_scores](RequestOutcome outcome) {
           state_->metrics().AddInflight(model, -1);
           if (!outcome.results.ok()) return Answer(model, ToGrpcStatus(outcome.results.status()));
           v1::TranslateResponse response;

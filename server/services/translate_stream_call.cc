@@ -79,8 +79,8 @@ class TranslateStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
     const uint64_t id = message.id();
     const absl::Time start = absl::Now();
     grpc::Status refused = state_->CheckAccepting();
-    auto validated = ValidateTranslateRequest(message.request(), state_->limits(),
-                                              state_->default_model());
+    auto validated =
+        ValidateTranslateRequest(message.request(), state_->limits(), state_->default_model());
     if (refused.ok() && !validated.ok()) refused = ToGrpcStatus(validated.status());
     auto token = std::make_shared<CancellationToken>();
     {

@@ -13,12 +13,11 @@
 
 namespace quantmt::server {
 
-class TranslationService final
-    : public v1::TranslationService::WithRawCallbackMethod_Translate<
-          v1::TranslationService::WithRawCallbackMethod_TranslateStream<
-              v1::TranslationService::WithCallbackMethod_Benchmark<
-                  v1::TranslationService::WithCallbackMethod_Evaluate<
-                      v1::TranslationService::Service>>>> {
+class TranslationService final : public v1::TranslationService::WithRawCallbackMethod_Translate<
+                                     v1::TranslationService::WithRawCallbackMethod_TranslateStream<
+                                         v1::TranslationService::WithCallbackMethod_Benchmark<
+                                             v1::TranslationService::WithCallbackMethod_Evaluate<
+                                                 v1::TranslationService::Service>>>> {
  public:
   explicit TranslationService(ServingState* state) : state_(state) {}
 

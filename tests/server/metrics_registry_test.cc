@@ -1,8 +1,8 @@
-#include "server/metrics/registry.h"
-
 #include <gtest/gtest.h>
 
 #include <cmath>
+
+#include "server/metrics/registry.h"
 
 namespace quantmt::server {
 namespace {

@@ -1,8 +1,8 @@
 // Every RPC of a real quantmt-server process (default model, loopback),
 // called with the generated C++ client; then each error the API promises,
 // provoked and checked by code, message and metrics.
-#include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -31,9 +31,9 @@ class ServerE2eTest : public ::testing::Test {
     server_ = new ServerProcess(
         QUANTMT_SERVER_BIN,
         {"--model_root=" + root + "/models", "--models=default", "--threads=1",
-         "--admin_token=" + std::string(kToken),
-         "--data_dir=" + root + "/tests/fixtures/eval-data", "--max_receive_message_bytes=65536",
-         "--max_queued_sentences=8", "--max_sentences=32", "--default_beam_size=1"});
+         "--admin_token=" + std::string(kToken), "--data_dir=" + root + "/tests/fixtures/eval-data",
+         "--max_receive_message_bytes=65536", "--max_queued_sentences=8", "--max_sentences=32",
+         "--default_beam_size=1"});
     ASSERT_TRUE(server_->ok()) << server_->log();
     channel_ = new std::shared_ptr<grpc::Channel>(
         grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
@@ -214,7 +214,8 @@ TEST_F(ServerE2eTest, EvaluateInlineAndNamedTestSets) {
   EXPECT_EQ(result.scores(0).lines(), 2);
   EXPECT_EQ(result.scores(1).domain(), "animals");
   EXPECT_EQ(result.scores(1).name(), "test");
-  EXPECT_GT(result.scores(1).bleu(), 20);  // the default model knows animals (see evaluate_cli_test)
+  EXPECT_GT(result.scores(1).bleu(),
+            20);  // the default model knows animals (see evaluate_cli_test)
   EXPECT_GT(result.scores(1).chrf(), 40);
   EXPECT_EQ(result.bleu_signature(), "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0");
   EXPECT_TRUE(absl::StartsWith(result.chrf_signature(), "nrefs:1|case:mixed|eff:yes|nc:6|nw:0"));
@@ -305,29 +306,30 @@ TEST_F(ServerE2eTest, BadInputGetsClearErrorsAndIsCounted) {
   };
   std::vector<Case> cases = {
       {"empty", Sentences({}), StatusCode::INVALID_ARGUMENT, "no sentences", "unknown"},
-      {"bad utf-8", Sentences({"gut", "b\xC3\x28se"}), StatusCode::INVALID_ARGUMENT,
-       "valid UTF-8", "unknown"},
+      {"bad utf-8", Sentences({"gut", "b\xC3\x28se"}), StatusCode::INVALID_ARGUMENT, "valid UTF-8",
+       "unknown"},
       {"too many sentences", Sentences(std::vector<std::string>(33, "Hallo.")),
        StatusCode::INVALID_ARGUMENT, "33 sentences; the limit is 32", "unknown"},
       {"sentence too long", Sentences({std::string(5000, 'a')}), StatusCode::INVALID_ARGUMENT,
        "the limit is 4096", "unknown"},
-      {"too many tokens for the model", Sentences({std::string(2000, 'x') + " " +
-                                                   std::string(1500, 'y')}),
+      {"too many tokens for the model",
+       Sentences({std::string(2000, 'x') + " " + std::string(1500, 'y')}),
        StatusCode::INVALID_ARGUMENT, "", "default"},
       {"bad beam", with_options(Sentences({"Hallo."}), 99, 1), StatusCode::INVALID_ARGUMENT,
        "beam_size 99", "unknown"},
       {"bad n-best", with_options(Sentences({"Hallo."}), 2, 5), StatusCode::INVALID_ARGUMENT,
        "num_hypotheses 5", "unknown"},
       {"unknown model", Sentences({"Hallo."}, "nope"), StatusCode::NOT_FOUND, "nope", "unknown"},
-      {"message over the size limit", Sentences(std::vector<std::string>(20, std::string(4000, 'a'))),
+      {"message over the size limit",
+       Sentences(std::vector<std::string>(20, std::string(4000, 'a'))),
        StatusCode::RESOURCE_EXHAUSTED, "", nullptr},
   };
   for (const Case& c : cases) {
-    const std::string series = c.model_label == nullptr
-                                   ? ""
-                                   : RequestsSeries("Translate", c.model_label,
-                                                    absl::StatusCodeToString(
-                                                        static_cast<absl::StatusCode>(c.code)));
+    const std::string series =
+        c.model_label == nullptr
+            ? ""
+            : RequestsSeries("Translate", c.model_label,
+                             absl::StatusCodeToString(static_cast<absl::StatusCode>(c.code)));
     const double before = series.empty() ? 0 : Metric(series);
     v1::TranslateResponse response;
     grpc::Status status = Translate(c.request, &response);
@@ -362,8 +364,9 @@ TEST_F(ServerE2eTest, BadInputGetsClearErrorsAndIsCounted) {
 
   // A deadline that cannot be met.
   v1::TranslateResponse response;
-  auto slow = Sentences(std::vector<std::string>(8, "Die Regierung hat am Dienstag neue Maßnahmen "
-                                                    "angekündigt, um die Energiepreise zu senken."));
+  auto slow = Sentences(std::vector<std::string>(8,
+                                                 "Die Regierung hat am Dienstag neue Maßnahmen "
+                                                 "angekündigt, um die Energiepreise zu senken."));
   slow.mutable_options()->set_beam_size(4);
   status = Translate(slow, &response, 0.005);
   EXPECT_EQ(status.error_code(), StatusCode::DEADLINE_EXCEEDED) << status.error_message();

@@ -36,8 +36,8 @@ TEST(ServerOptionsTest, FlagsEnvironmentAndConfigFile) {
   const ServerOptions options = Parse({"--config", path.string(), "--metrics_port", "7000"});
   unsetenv("QUANTMT_ADMIN_TOKEN");
   std::filesystem::remove(path);
-  EXPECT_EQ(options.port, 6000);           // from the file
-  EXPECT_EQ(options.metrics_port, 7000);   // the flag wins over the file
+  EXPECT_EQ(options.port, 6000);             // from the file
+  EXPECT_EQ(options.metrics_port, 7000);     // the flag wins over the file
   EXPECT_EQ(options.admin_token, "secret");  // from the environment
   EXPECT_EQ(options.limits.max_sentences, 8);
   ASSERT_EQ(options.models.size(), 2u);

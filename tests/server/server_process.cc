@@ -36,9 +36,7 @@ ServerProcess::ServerProcess(const std::string& binary, const std::vector<std::s
   char log_template[] = "/tmp/quantmt_server_log_XXXXXX";
   const int log_fd = mkstemp(log_template);
   log_path_ = log_template;
-  std::vector<std::string> args = {binary,
-                                   "--host=127.0.0.1",
-                                   "--port=" + std::to_string(port_),
+  std::vector<std::string> args = {binary, "--host=127.0.0.1", "--port=" + std::to_string(port_),
                                    "--metrics_port=" + std::to_string(metrics_port_)};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   pid_ = fork();
