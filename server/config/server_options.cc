@@ -37,7 +37,7 @@ void AddServerFlags(CLI::App& app, ServerOptions* o) {
   AddFlag(app, "data_dir", o->data_dir, "Corpus root for Evaluate: DOMAIN/test*.{src,tgt}");
   AddFlag(app, "device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   AddFlag(app, "threads", o->threads, "Intra-op threads per replica (0: all cores)");
-  AddFlag(app, "replicas", o->replicas, "Decoding workers per model");
+  AddFlag(app, "replicas", o->replicas, "Decoding workers per model (0: automatic)");
   AddFlag(app, "max_queued_sentences", o->max_queued_sentences,
           "Per model; beyond it requests are refused with RESOURCE_EXHAUSTED");
   AddFlag(app, "max_batch_sentences", o->max_batch_sentences, "Rows in a running batch");
@@ -73,7 +73,7 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
     return absl::InvalidArgumentError("--metrics_port must differ from --port");
   }
   RETURN_IF_ERROR(CheckRange("threads", o.threads, 0, 1024));
-  RETURN_IF_ERROR(CheckRange("replicas", o.replicas, 1, 64));
+  RETURN_IF_ERROR(CheckRange("replicas", o.replicas, 0, 64));
   RETURN_IF_ERROR(CheckRange("max_queued_sentences", o.max_queued_sentences, 1, 1 << 24));
   RETURN_IF_ERROR(CheckRange("max_batch_sentences", o.max_batch_sentences, 1, 1 << 16));
   RETURN_IF_ERROR(CheckRange("max_batch_tokens", o.max_batch_tokens, 1, 1 << 24));

@@ -20,7 +20,7 @@ namespace quantmt::server {
 struct ModelDefaults {
   std::string model_root = "models";
   TranslatorOptions executor;
-  int replicas = 1;
+  int replicas = 0;  // 0: the engine decides
   SchedulerOptions scheduler;
 };
 

@@ -54,7 +54,7 @@ TEST(ServerOptionsTest, OutOfRangeSettingsAreNamed) {
     EXPECT_TRUE(absl::StrContains(status.message(), part)) << status;
   };
   expect_invalid({"--port", "70000"}, "--port is 70000");
-  expect_invalid({"--replicas", "0"}, "--replicas");
+  expect_invalid({"--replicas", "-1"}, "--replicas");
   expect_invalid({"--port", "9000", "--metrics_port", "9000"}, "must differ");
   expect_invalid({"--tls_cert", "cert.pem"}, "--tls_cert and --tls_key go together");
   expect_invalid({"--max_beam_size", "4", "--default_beam_size", "5"}, "--default_beam_size");
