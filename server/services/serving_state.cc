@@ -53,8 +53,8 @@ void ServingState::Record(const char* rpc, const std::string& model, const grpc:
                           absl::Time start) const {
   // A name from the request becomes a label only if it is a model we serve:
   // arbitrary names must not create unbounded series.
-  std::string label = "unknown";
-  {
+  std::string label = model.empty() ? "" : "unknown";
+  if (!model.empty()) {
     absl::MutexLock lock(&mutex_);
     if (std::find(loaded_.begin(), loaded_.end(), model) != loaded_.end()) label = model;
   }

@@ -63,7 +63,8 @@ class ServingState {
   grpc::Status CheckAccepting() const;
 
   // Counts one answered RPC (requests_total and request_duration_seconds);
-  // `model` is labelled "unknown" unless it names a loaded model.
+  // `model` is labelled "unknown" unless it names a loaded model ("" stays
+  // "": the call named none).
   void Record(const char* rpc, const std::string& model, const grpc::Status& status,
               absl::Time start) const;
 

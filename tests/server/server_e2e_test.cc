@@ -9,6 +9,7 @@
 #include <memory>
 #include <thread>
 
+#include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "quantmt/v1/models.grpc.pb.h"
@@ -337,7 +338,9 @@ TEST_F(ServerE2eTest, BadInputGetsClearErrorsAndIsCounted) {
     EXPECT_TRUE(absl::StrContains(status.error_message(), c.message_part))
         << c.what << ": " << status.error_message();
     EXPECT_FALSE(status.error_message().empty()) << c.what;
-    if (!series.empty()) EXPECT_EQ(Metric(series), before + 1) << c.what << " " << series;
+    if (!series.empty()) {
+      EXPECT_EQ(Metric(series), before + 1) << c.what << " " << series;
+    }
   }
 
   // Admin calls need the token.
