@@ -278,6 +278,7 @@ std::vector<int64_t> StepDecoder::RemoveIf(const std::function<bool(int64_t id)>
     }
     kept.push_back(std::move(group));
   }
+  groups_.swap(kept);  // kept holds every group left, moved
   if (removed.empty()) return removed;
   if (rows.empty()) {
     state_ = DecoderState();
@@ -285,7 +286,6 @@ std::vector<int64_t> StepDecoder::RemoveIf(const std::function<bool(int64_t id)>
     torch::NoGradGuard no_grad;
     state_.Select(rows);
   }
-  groups_.swap(kept);
   next_tokens_.swap(next_tokens);
   UpdateCapacityLimit();
   return removed;
