@@ -45,11 +45,18 @@ def http_get(url, timeout=5):
 
 def generate_stubs(out_dir):
     proto_dir = os.path.join(SOURCE_DIR, "proto")
+    plugin = "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin"
     subprocess.run(
-        ["protoc", "-I", proto_dir, "--python_out", out_dir, "--grpc_python_out", out_dir,
-         "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin",
-         "quantmt/v1/translation.proto", "quantmt/v1/models.proto",
-         "grpc/health/v1/health.proto"], check=True)
+        ["protoc", "-I", proto_dir, "--python_out", out_dir, "--grpc_python_out", out_dir, plugin,
+         "quantmt/v1/translation.proto", "quantmt/v1/models.proto"], check=True)
+    # The Python package `grpc` would shadow modules generated as
+    # grpc/health/v1: generate the same messages as health_check/health.proto.
+    health_dir = os.path.join(out_dir, "health_proto", "health_check")
+    os.makedirs(health_dir, exist_ok=True)
+    shutil.copy(os.path.join(proto_dir, "grpc/health/v1/health.proto"), health_dir)
+    subprocess.run(
+        ["protoc", "-I", os.path.dirname(health_dir), "--python_out", out_dir, "--grpc_python_out",
+         out_dir, plugin, "health_check/health.proto"], check=True)
     sys.path.insert(0, out_dir)
 
 
@@ -94,6 +101,7 @@ class Server:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        self.log.close()
 
 
 def sample(metrics_text, series):
@@ -155,7 +163,7 @@ class IntegrationTest(unittest.TestCase):
 
     def test_2_python_client_health(self):
         import grpc
-        from grpc.health.v1 import health_pb2, health_pb2_grpc
+        from health_check import health_pb2, health_pb2_grpc
         with self.channel() as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             for service in ["", "quantmt.v1.TranslationService", "quantmt.v1.ModelService",
@@ -262,6 +270,7 @@ class IntegrationTest(unittest.TestCase):
             time.sleep(0.25)
             rss.append(resident_bytes(pid))
         result = json.loads(load.stdout.read())
+        load.stdout.close()
         self.assertEqual(load.returncode, 0)
         codes = result["codes"]
         self.assertGreater(codes.get("OK", 0), 0, result)
@@ -293,6 +302,7 @@ class GracefulShutdownTest(unittest.TestCase):
             server.process.send_signal(signal.SIGTERM)
             self.assertEqual(server.process.wait(timeout=60), 0, server.text())
             result = json.loads(load.communicate(timeout=60)[0])
+            log = server.text()
         finally:
             server.stop()
         codes = result["codes"]
@@ -303,8 +313,9 @@ class GracefulShutdownTest(unittest.TestCase):
             if message.startswith("UNAVAILABLE"):
                 self.assertTrue("shutting down" in message or "connect" in message.lower(),
                                 message)
-        self.assertIn("draining", server.text())
-        self.assertIn("stopped", server.text())
+        self.assertIn("draining", log)
+        self.assertIn("stopped", log)
+        print(f"\nshutdown under load: codes {codes}", file=sys.stderr)
 
 
 if __name__ == "__main__":
