@@ -27,13 +27,17 @@ int main(int argc, char** argv) {
   app.add_option("--batch_sizes", batches)->delimiter(',');
   app.add_option("--length", length, "Source and generated tokens")->capture_default_str();
   app.add_option("--device", device_name, "cpu or cuda")->capture_default_str();
-  bool int8_embeddings = true;
+  bool int8_embeddings = true, prepare = true;
   app.add_option("--compute_type", compute_type,
                  "float32, float16, bfloat16, or int8 (CPU: dynamic INT8, quantized in memory "
                  "as quantmt-quantize does)")
       ->capture_default_str();
   app.add_option("--int8_embeddings", int8_embeddings,
                  "With int8: quantize the token table and tied output projection too")
+      ->capture_default_str();
+  app.add_option("--prepare", prepare,
+                 "Prepare layers for inference as the Translator does (CPU float32: oneDNN "
+                 "matmul; false keeps LibTorch/OpenBLAS, for comparison)")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -69,7 +73,7 @@ int main(int argc, char** argv) {
                      : compute_type == "bfloat16" ? torch::kBFloat16
                                                   : torch::kFloat32;
   model->to(device, dtype);
-  quantmt::PrepareForInference(*model);
+  if (prepare) quantmt::PrepareForInference(*model);
 
   quantmt::SearchOptions options;  // greedy, exactly `length` tokens
   options.min_length = options.max_length = length;
