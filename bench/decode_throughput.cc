@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
   app.add_option("--batch_sizes", batches)->delimiter(',');
   app.add_option("--length", length, "Source and generated tokens")->capture_default_str();
   app.add_option("--device", device_name, "cpu or cuda")->capture_default_str();
-  bool int8_embeddings = true;
+  bool int8_embeddings = true, prepare = true;
   app.add_option("--compute_type", compute_type,
                  "float32, float16, bfloat16, or int8 (CPU: dynamic INT8, quantized in memory "
                  "as quantmt-quantize does)")
@@ -57,6 +57,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--model", model_dir, "A model directory instead of the reference shape");
   app.add_option("--json", json_path, "Also write the results as JSON here");
+  app.add_option("--prepare", prepare,
+                 "Prepare layers for inference as the Translator does (CPU float32: oneDNN "
+                 "matmul; false keeps LibTorch/OpenBLAS, for comparison)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   torch::set_num_threads(threads);
@@ -86,7 +90,7 @@ int main(int argc, char** argv) {
                      : compute_type == "bfloat16" ? torch::kBFloat16
                                                   : torch::kFloat32;
   model->to(device, dtype);
-  quantmt::PrepareForInference(*model);
+  if (prepare) quantmt::PrepareForInference(*model);
 
   quantmt::SearchOptions options;  // greedy, exactly `length` tokens
   options.min_length = options.max_length = length;

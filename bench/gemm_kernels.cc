@@ -114,7 +114,7 @@ int main(int argc, char** argv) {
         return std::string(text);
       };
       const std::string na = "n/a";
-      std::printf("%5lld %5lldx%-5lld %16s %16s %16s %16s %16s\n", static_cast<long long>(m),
+      std::printf("%5lld %5lldx%-5lld %16s %16s %16s %16s %16s %16s\n", static_cast<long long>(m),
                   static_cast<long long>(n), static_cast<long long>(k),
                   cell([&] { quantmt::DenseForward(x, weight, bias); }, kPeakFp32).c_str(),
                   fp32_dnnl.ok()

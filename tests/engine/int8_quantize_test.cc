@@ -43,7 +43,7 @@ TEST(FakeQuantizeActivationsTest, DynamicRowsAreWithinHalfAStep) {
 }
 
 TEST(FakeQuantizeActivationsTest, StaticScaleClampsOutliers) {
-  auto x = torch::tensor({0.1f, -0.26f, 5.0f, -9.0f});
+  auto x = torch::tensor({0.1f, -0.26f, 7.0f, -9.0f});  // 127 * 0.05 = 6.35
   auto y = FakeQuantizeActivations(x, torch::tensor(0.05f));
   EXPECT_TRUE(torch::allclose(y, torch::tensor({0.1f, -0.25f, 127 * 0.05f, -127 * 0.05f})));
 }

@@ -15,7 +15,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-bool Run(const std::string& command) {
+bool RunCommand(const std::string& command) {
   return std::system((command + " > /dev/null").c_str()) == 0;
 }
 
@@ -35,7 +35,7 @@ class Int8TranslateTest : public ::testing::Test {
     }
     corpus.close();
     // Programs that load LibTorch must not link SentencePiece: our tool trains it.
-    ASSERT_TRUE(Run(
+    ASSERT_TRUE(RunCommand(
         std::string(QUANTMT_SPM_TRAIN_BIN) + " --quiet --input=" + (*dir_ / "corpus.txt").string() +
         " --model_dir=" + (*dir_ / "float").string() + " --prefix=spm --vocab_size=40"));
     ModelConfig config = testing::TinyConfig();
@@ -79,8 +79,8 @@ fs::path* Int8TranslateTest::dir_ = nullptr;
 
 TEST_F(Int8TranslateTest, QuantizedModelTranslatesLikeTheFloatModel) {
   const std::string out = (*dir_ / "int8").string();
-  ASSERT_TRUE(Run(std::string(QUANTMT_QUANTIZE_BIN) + " --model " + (*dir_ / "float").string() +
-                  " --output " + out));
+  ASSERT_TRUE(RunCommand(std::string(QUANTMT_QUANTIZE_BIN) + " --model " +
+                         (*dir_ / "float").string() + " --output " + out));
   ASSERT_TRUE(fs::exists(fs::path(out) / "spm.model"));
   auto config = ReadModelConfig(out);
   ASSERT_TRUE(config.ok()) << config.status();
@@ -117,8 +117,9 @@ TEST_F(Int8TranslateTest, QuantizedModelTranslatesLikeTheFloatModel) {
 }
 
 TEST_F(Int8TranslateTest, ToolRefusesAModelThatIsNotThere) {
-  EXPECT_FALSE(Run(std::string(QUANTMT_QUANTIZE_BIN) + " --model " + (*dir_ / "missing").string() +
-                   " --output " + (*dir_ / "x").string() + " 2> /dev/null"));
+  EXPECT_FALSE(RunCommand(std::string(QUANTMT_QUANTIZE_BIN) + " --model " +
+                          (*dir_ / "missing").string() + " --output " + (*dir_ / "x").string() +
+                          " 2> /dev/null"));
 }
 
 }  // namespace

@@ -258,7 +258,9 @@ TEST(ModelConfigTest, QuantizationParamsAndProvenanceKeptVerbatim) {
 
 TEST(ModelConfigTest, KnownQuantizationSchemes) {
   EXPECT_TRUE(IsKnownQuantizationScheme("none"));
-  EXPECT_FALSE(IsKnownQuantizationScheme("int8_dynamic"));
+  EXPECT_TRUE(IsKnownQuantizationScheme("int8_dynamic"));
+  EXPECT_TRUE(IsKnownQuantizationScheme("int8_static"));
+  EXPECT_FALSE(IsKnownQuantizationScheme("int8"));
   EXPECT_FALSE(IsKnownQuantizationScheme(""));
 }
 
@@ -507,7 +509,8 @@ TEST(ModelConfigTest, UnknownQuantizationScheme) {
   json["quantization"] = {{"scheme", "xyz"}, {"bits", 4}};
   ExpectError(
       Parse(json).status(), absl::StatusCode::kInvalidArgument,
-      {std::string(kOrigin) + ": quantization.scheme 'xyz' is not supported (known: none, daq)"});
+      {std::string(kOrigin) +
+       ": quantization.scheme 'xyz' is not supported (known: none, int8_dynamic, int8_static, daq)"});
   json["quantization"] = {{"bits", 4}};
   ExpectInvalid(json, {"quantization.scheme: missing"});
   json["quantization"] = "none";
