@@ -13,6 +13,7 @@
 #include <map>
 
 #include "decoding/search.h"
+#include "model/int8_convert.h"
 #include "model/transformer.h"
 
 int main(int argc, char** argv) {
@@ -26,7 +27,13 @@ int main(int argc, char** argv) {
   app.add_option("--batch_sizes", batches)->delimiter(',');
   app.add_option("--length", length, "Source and generated tokens")->capture_default_str();
   app.add_option("--device", device_name, "cpu or cuda")->capture_default_str();
-  app.add_option("--compute_type", compute_type, "float32, float16, bfloat16")
+  bool int8_embeddings = true;
+  app.add_option("--compute_type", compute_type,
+                 "float32, float16, bfloat16, or int8 (CPU: dynamic INT8, quantized in memory "
+                 "as quantmt-quantize does)")
+      ->capture_default_str();
+  app.add_option("--int8_embeddings", int8_embeddings,
+                 "With int8: quantize the token table and tied output projection too")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -44,18 +51,34 @@ int main(int argc, char** argv) {
   }
   auto model = *created;
   model->eval();
+  const bool int8 = compute_type == "int8";
+  if (int8) {
+    quantmt::QuantizationConfig quantization;
+    quantization.scheme = "int8_dynamic";
+    quantization.params_json =
+        int8_embeddings ? R"({"quantize_embeddings": true})" : R"({"quantize_embeddings": false})";
+    auto quantized = quantmt::QuantizeTransformer(*model, quantization);
+    if (!quantized.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(quantized.status().message()).c_str());
+      return 1;
+    }
+    model = *quantized;
+  }
   const torch::Device device(device_name == "cuda" ? torch::kCUDA : torch::kCPU);
   const auto dtype = compute_type == "float16"    ? torch::kFloat16
                      : compute_type == "bfloat16" ? torch::kBFloat16
                                                   : torch::kFloat32;
   model->to(device, dtype);
+  quantmt::PrepareForInference(*model);
 
   quantmt::SearchOptions options;  // greedy, exactly `length` tokens
   options.min_length = options.max_length = length;
 
-  // Reference figures of CTranslate2 4.8.1 (FP32, oneDNN, 2 threads) on the
-  // same 2-vCPU machine kind, from the project's design notes.
-  const std::map<int, double> reference = {{1, 233}, {8, 875}, {32, 1677}, {64, 2526}};
+  // Reference figures of CTranslate2 4.8.1 (FP32 and INT8, oneDNN, 2
+  // threads) on the same 2-vCPU machine kind, from the project's design notes.
+  const std::map<int, double> reference =
+      int8 ? std::map<int, double>{{1, 340}, {8, 1193}, {32, 4253}, {64, 5189}}
+           : std::map<int, double>{{1, 233}, {8, 875}, {32, 1677}, {64, 2526}};
   std::printf("quantmt greedy decoding, reference shape, %s %s, %d threads, LibTorch %s\n",
               device_name.c_str(), compute_type.c_str(), threads, TORCH_VERSION);
   std::printf("%6s %12s %12s %12s %10s\n", "batch", "tokens/s", "ms/batch", "ms/token", "vs CT2");
@@ -84,7 +107,7 @@ int main(int argc, char** argv) {
     const double median = seconds[seconds.size() / 2];
     const double tokens_per_second = batch * length / median;
     char ratio[32] = "-";
-    if (reference.count(batch) && device_name == "cpu" && compute_type == "float32") {
+    if (reference.count(batch) && device_name == "cpu" && (int8 || compute_type == "float32")) {
       std::snprintf(ratio, sizeof(ratio), "%.2fx", tokens_per_second / reference.at(batch));
     }
     std::printf("%6d %12.0f %12.2f %12.3f %10s\n", batch, tokens_per_second, median * 1e3,

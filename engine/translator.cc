@@ -210,6 +210,7 @@ absl::StatusOr<std::unique_ptr<Translator>> Translator::Create(const std::string
                    LoadTokenizer(model_dir, config.target_tokenizer, config.target_vocab_size));
   try {
     model->to(device, dtype);
+    PrepareForInference(*model);  // e.g. packs int8 weights for the CPU kernels
   } catch (const std::exception& e) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot place the model on ", device.str(), ": ", e.what()));

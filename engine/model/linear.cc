@@ -3,6 +3,9 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "kernels/dnnl_matmul.h"
+#include "model/int8_linear.h"
+
 namespace quantmt {
 
 FloatLinear::FloatLinear(int64_t in_features, int64_t out_features, bool with_bias) {
@@ -14,11 +17,40 @@ FloatLinear::FloatLinear(int64_t in_features, int64_t out_features, bool with_bi
   if (with_bias) bias_ = register_parameter("bias", torch::zeros({out_features}));
 }
 
+void PrepareForInference(torch::nn::Module& model) {
+  for (const auto& module : model.modules(/*include_self=*/true)) {
+    if (auto* linear = dynamic_cast<Linear*>(module.get())) linear->PrepareForInference();
+  }
+}
+
 torch::Tensor Linear::EmbedRows(const torch::Tensor& /*ids*/) {
   throw std::logic_error("this linear layer cannot serve as an embedding table");
 }
 
+FloatLinear::~FloatLinear() = default;
+
+void FloatLinear::PrepareForInference() {
+  matmul_.reset();
+  if (!weight_.is_cpu() || weight_.scalar_type() != torch::kFloat32) return;
+  torch::NoGradGuard no_grad;
+  auto weight = weight_.contiguous();
+  auto bias = bias_.defined() ? bias_.contiguous() : bias_;
+  auto matmul = kernels::DnnlMatmul::Create(kernels::DnnlMatmul::Kind::kFloat32, weight.data_ptr(),
+                                            bias.defined() ? bias.data_ptr<float>() : nullptr,
+                                            weight.size(0), weight.size(1));
+  if (matmul.ok()) matmul_ = std::move(*matmul);  // else LibTorch serves
+}
+
 torch::Tensor FloatLinear::Forward(const torch::Tensor& input) {
+  if (matmul_ && input.is_cpu() && input.scalar_type() == torch::kFloat32 &&
+      !torch::GradMode::is_enabled() && weight_.is_cpu()) {
+    auto x = input.reshape({-1, weight_.size(1)}).contiguous();
+    auto output = torch::empty({x.size(0), weight_.size(0)});
+    matmul_->Run(x.data_ptr(), x.size(0), output.data_ptr(), at::get_num_threads());
+    auto sizes = input.sizes().vec();
+    sizes.back() = weight_.size(0);
+    return output.view(sizes);
+  }
   return DenseForward(input, weight_, bias_);
 }
 
@@ -44,6 +76,10 @@ absl::StatusOr<LinearFactory> LinearFactoryFor(const QuantizationConfig& quantiz
       return std::static_pointer_cast<Linear>(
           std::make_shared<FloatLinear>(spec.in_features, spec.out_features, spec.bias));
     });
+  }
+  if (quantization.scheme == "int8_dynamic" || quantization.scheme == "int8_static") {
+    ASSIGN_OR_RETURN(Int8Params params, ParseInt8Params(quantization));
+    return Int8LinearFactory(params);
   }
   return absl::InvalidArgumentError("quantization scheme '" + quantization.scheme +
                                     "' has no linear layer in this build");

@@ -18,6 +18,9 @@
 #include "quantmt/engine/status.h"
 
 namespace quantmt {
+namespace kernels {
+class DnnlMatmul;
+}
 
 // What a layer is for: precisions treat them differently (DAQ uses smaller
 // blocks for attention; INT8 may keep embeddings in floating point).
@@ -46,15 +49,27 @@ class Linear : public torch::nn::Module {
   virtual torch::Tensor EmbedRows(const torch::Tensor& ids);
   virtual int64_t in_features() const = 0;
   virtual int64_t out_features() const = 0;
+  // Readies the layer for serving once its weights are final and it sits on
+  // its device in its dtype (e.g. packs weights for a CPU kernel). Loading
+  // new weights or moving the layer afterwards needs another call.
+  virtual void PrepareForInference() {}
 };
+
+// Calls PrepareForInference on every Linear inside `model`.
+void PrepareForInference(torch::nn::Module& model);
 
 // Floating-point weights (FP32/FP16/BF16, whatever dtype the module holds).
 // Parameters: weight [out, in], bias [out] (optional).
+// PrepareForInference on a CPU float32 layer packs the weights for oneDNN's
+// matmul, which then serves Forward without autograd (about twice
+// OpenBLAS's speed here; bench/gemm_kernels.cc); training stays on LibTorch.
 class FloatLinear : public Linear {
  public:
   FloatLinear(int64_t in_features, int64_t out_features, bool with_bias);
+  ~FloatLinear() override;
   torch::Tensor Forward(const torch::Tensor& input) override;
   torch::Tensor EmbedRows(const torch::Tensor& ids) override;
+  void PrepareForInference() override;
   int64_t in_features() const override { return weight_.size(1); }
   int64_t out_features() const override { return weight_.size(0); }
 
@@ -63,7 +78,8 @@ class FloatLinear : public Linear {
 
  private:
   torch::Tensor weight_;
-  torch::Tensor bias_;  // undefined when there is no bias
+  torch::Tensor bias_;                           // undefined when there is no bias
+  std::shared_ptr<kernels::DnnlMatmul> matmul_;  // set by PrepareForInference
 };
 
 // input @ weight^T + bias for float weights [out, in]; bias may be undefined.
@@ -76,7 +92,8 @@ torch::Tensor DenseForward(const torch::Tensor& input, const torch::Tensor& weig
 // (fake-quantized, Quant-Noise) factories to Transformer::Create.
 using LinearFactory = std::function<std::shared_ptr<Linear>(const LinearSpec& spec)>;
 
-// The factory for a checkpoint's quantization scheme (only "none" so far);
+// The factory for a checkpoint's quantization scheme ("none", "int8_dynamic",
+// "int8_static");
 // InvalidArgument for a scheme this build cannot run.
 absl::StatusOr<LinearFactory> LinearFactoryFor(const QuantizationConfig& quantization);
 

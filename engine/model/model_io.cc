@@ -58,6 +58,38 @@ torch::Tensor CopyToTorch(const checkpoint::TensorView& view, torch::ScalarType 
   return tensor;
 }
 
+// Quantization scales ("<layer>.weight_scale", "<layer>.input_scale") are
+// float32 whatever weights.dtype says: a float16 scale would lose the
+// precision the int8 codes rely on.
+bool IsScaleTensor(const std::string& name) {
+  for (const char* suffix : {".weight_scale", ".input_scale"}) {
+    const size_t length = std::strlen(suffix);
+    if (name.size() >= length && name.compare(name.size() - length, length, suffix) == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Scales must be positive and finite; int8 codes are symmetric (-127..127).
+absl::Status CheckValues(const std::string& file, const std::string& name,
+                         const torch::Tensor& value) {
+  if (IsScaleTensor(name)) {
+    const auto bad = ~(torch::isfinite(value) & (value > 0));
+    if (bad.any().item<bool>()) {
+      const int64_t index = bad.reshape({-1}).nonzero()[0].item<int64_t>();
+      return absl::InvalidArgumentError(absl::StrCat(
+          file, ": tensor '", name, "' holds ", value.reshape({-1})[index].item<float>(),
+          " at index ", index, "; quantization scales must be positive and finite"));
+    }
+  }
+  if (value.scalar_type() == torch::kInt8 && value.numel() > 0 && value.min().item<int>() < -127) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        file, ": tensor '", name, "' holds -128; int8 weights are symmetric (-127..127)"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status LoadWeights(const checkpoint::SafetensorsFile& file, const ModelConfig& config,
@@ -78,13 +110,26 @@ absl::Status LoadWeights(const checkpoint::SafetensorsFile& file, const ModelCon
           absl::StrCat(file.path(), ": tensor '", name, "' has shape ", ShapeString(view->shape),
                        " but config.json implies ", ShapeString(want)));
     }
-    if (target.is_floating_point() && view->dtype != storage) {
+    if (IsScaleTensor(name) && view->dtype != DType::kF32) {
+      return absl::InvalidArgumentError(absl::StrCat(file.path(), ": tensor '", name, "' is ",
+                                                     checkpoint::DTypeName(view->dtype),
+                                                     " but quantization scales are F32"));
+    }
+    if (!IsScaleTensor(name) && target.is_floating_point() && view->dtype != storage) {
       return absl::InvalidArgumentError(
           absl::StrCat(file.path(), ": tensor '", name, "' is ", checkpoint::DTypeName(view->dtype),
                        " but config.json declares weights.dtype ", config.weights_dtype));
     }
     ASSIGN_OR_RETURN(torch::ScalarType type, TorchType(view->dtype));
-    target.copy_(CopyToTorch(*view, type));
+    if (!target.is_floating_point() && type != target.scalar_type()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file.path(), ": tensor '", name, "' is ", checkpoint::DTypeName(view->dtype),
+                       " but this layer stores ", c10::toString(target.scalar_type()),
+                       " (is quantization.scheme in config.json right?)"));
+    }
+    torch::Tensor value = CopyToTorch(*view, type);
+    RETURN_IF_ERROR(CheckValues(file.path(), name, value));
+    target.copy_(value);
     return absl::OkStatus();
   };
   for (auto& item : model->named_parameters()) RETURN_IF_ERROR(assign(item.key(), item.value()));
@@ -149,7 +194,10 @@ absl::Status SaveModelDirectory(const std::string& model_dir, const ModelConfig&
   auto add = [&](const std::string& name, const torch::Tensor& value) {
     torch::Tensor cpu = value.detach().to(torch::kCPU);
     DType dtype = storage;
-    if (cpu.is_floating_point()) {
+    if (IsScaleTensor(name)) {
+      dtype = DType::kF32;
+      cpu = cpu.to(torch::kFloat32);
+    } else if (cpu.is_floating_point()) {
       cpu = cpu.to(storage == DType::kF16    ? torch::kFloat16
                    : storage == DType::kBF16 ? torch::kBFloat16
                                              : torch::kFloat32);
