@@ -260,6 +260,7 @@ TEST(ModelConfigTest, KnownQuantizationSchemes) {
   EXPECT_TRUE(IsKnownQuantizationScheme("none"));
   EXPECT_TRUE(IsKnownQuantizationScheme("int8_dynamic"));
   EXPECT_TRUE(IsKnownQuantizationScheme("int8_static"));
+  EXPECT_TRUE(IsKnownQuantizationScheme("daq"));
   EXPECT_FALSE(IsKnownQuantizationScheme("int8"));
   EXPECT_FALSE(IsKnownQuantizationScheme(""));
 }

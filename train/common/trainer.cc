@@ -930,6 +930,7 @@ absl::StatusOr<std::string> Trainer::Impl::Export() {
   }
   averaged->to(device);
   averaged->eval();
+  PrepareForInference(*averaged);  // the serving kernels: BLEU below is the served model's
 
   Validation validation;
   if (has_dev) {

@@ -61,6 +61,9 @@ class FakeQuantLinear : public FloatLinear {
   torch::Tensor Forward(const torch::Tensor& input) override;
   // Looks the rows up and fake-quantizes each one with its own scale.
   torch::Tensor EmbedRows(const torch::Tensor& ids) override;
+  // A training layer: nothing to pack (FloatLinear's serving kernel would
+  // bypass the fake quantization).
+  void PrepareForInference() override {}
 
   // The activation scale of the export: max(input_range, kMinQuantRange) / 127.
   torch::Tensor InputScale() const;
