@@ -49,10 +49,11 @@ bool DaqLayoutFor(const DaqParams& params, const LinearSpec& spec, DaqLayout* la
 }
 
 DaqKernel ChooseDaqKernel(const DaqLayout& layout) {
-  // The lookup tables cost buckets * K multiply-adds per input weight, the
-  // dense product out_features: lookup pays off when buckets * K is well
-  // below out_features (measured in bench/daq_kernels.cc, see
-  // docs/compression.md).
+  // Operation counts, not yet a measurement: per input row the tables cost
+  // buckets * K multiply-adds per input weight, the dense product
+  // out_features, and the gathers are about 1/block of the dense work. So
+  // lookup when buckets * K is at most half of out_features.
+  // bench/daq_kernels.cc measures both paths per shape to replace this rule.
   return layout.buckets * layout.centroids * 2 <= layout.out_features ? DaqKernel::kLookup
                                                                       : DaqKernel::kDecompress;
 }

@@ -11,7 +11,7 @@
 // Two ways to run it: decompress the float weight once, at the first call,
 // and use the dense product (RAM of an FP layer), or the lookup-table kernel
 // on the codes (RAM of the codes; CPU only). ChooseDaqKernel picks one per
-// layer shape from measurements (docs/compression.md).
+// layer shape (an operation-count rule; bench/daq_kernels.cc measures).
 #pragma once
 
 #include <torch/torch.h>
@@ -52,7 +52,7 @@ struct DaqLayout {
 // block size does not divide in_features).
 bool DaqLayoutFor(const DaqParams& params, const LinearSpec& spec, DaqLayout* layout);
 
-// Per-layer choice on the CPU, from the measured crossover (bench/daq_kernels.cc).
+// Per-layer choice on the CPU by operation counts (see pq_linear.cc).
 DaqKernel ChooseDaqKernel(const DaqLayout& layout);
 
 class PqLinear : public Linear {
