@@ -47,11 +47,11 @@ int main(int argc, char** argv) {
                  status.error_message().c_str());
     return 1;
   }
-  const std::string state = grpc::health::v1::HealthCheckResponse::ServingStatus_Name(
-      response.status());
+  const std::string state =
+      grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status());
   if (response.status() != grpc::health::v1::HealthCheckResponse::SERVING) {
-    std::fprintf(stderr, "quantmt-health-probe: %s \"%s\": %s\n", address.c_str(),
-                 service.c_str(), state.c_str());
+    std::fprintf(stderr, "quantmt-health-probe: %s \"%s\": %s\n", address.c_str(), service.c_str(),
+                 state.c_str());
     return 1;
   }
   return 0;
