@@ -18,6 +18,8 @@ base_image=${QUANTMT_BASE_IMAGE:-local/debian:bookworm}
 image=quantmt:test
 prometheus_image=local/prometheus:test
 python=/usr/bin/python3
+# The classic builder: no buildx here, and nothing to pull for it.
+export DOCKER_BUILDKIT=0
 mkdir -p "$work_dir"
 
 if [ ! -f "$source_dir/server/main.cc" ]; then
