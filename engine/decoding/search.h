@@ -1,6 +1,7 @@
 // Greedy and beam search over a Transformer, batched over sentences of
 // different lengths, with cached decoding and finished sentences leaving the
-// batch so that no compute is spent on them.
+// batch so that no compute is spent on them. All of them run StepDecoder
+// (step_decoder.h), the decoder the serving scheduler drives step by step.
 //
 // Scores: a hypothesis's `log_prob` is the sum of the log-probabilities of
 // its tokens, the end-of-sentence token included when it was generated. Its
@@ -46,7 +47,8 @@ SearchResults GreedySearch(Transformer& model, const std::vector<std::vector<int
 SearchResults BeamSearch(Transformer& model, const std::vector<std::vector<int64_t>>& sources,
                          const SearchOptions& options, const torch::Device& device);
 
-// Greedy when beam_size == 1, beam search otherwise.
+// Greedy when beam_size == 1, beam search otherwise. (GreedySearch forces
+// beam_size 1; BeamSearch with beam_size 1 is greedy search.)
 SearchResults Search(Transformer& model, const std::vector<std::vector<int64_t>>& sources,
                      const SearchOptions& options, const torch::Device& device);
 

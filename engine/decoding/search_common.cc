@@ -1,6 +1,7 @@
 #include <cmath>
 
 #include "decoding/search.h"
+#include "decoding/step_decoder.h"
 
 namespace quantmt {
 
@@ -24,8 +25,32 @@ float LengthNormalizedScore(float log_prob, int64_t length, float length_penalty
 
 SearchResults Search(Transformer& model, const std::vector<std::vector<int64_t>>& sources,
                      const SearchOptions& options, const torch::Device& device) {
-  if (options.beam_size <= 1) return GreedySearch(model, sources, options, device);
-  return BeamSearch(model, sources, options, device);
+  SearchResults results(sources.size());
+  if (sources.empty()) return results;
+  std::vector<DecodeInput> inputs(sources.size());
+  for (size_t i = 0; i < sources.size(); ++i) {
+    inputs[i].id = static_cast<int64_t>(i);
+    inputs[i].source = sources[i];
+    inputs[i].options = options;
+  }
+  StepDecoder decoder(model, device);
+  decoder.Add(inputs);
+  while (!decoder.empty()) {
+    for (DecodeOutput& output : decoder.Step()) results[output.id] = std::move(output.hypotheses);
+  }
+  return results;
+}
+
+SearchResults GreedySearch(Transformer& model, const std::vector<std::vector<int64_t>>& sources,
+                           const SearchOptions& options, const torch::Device& device) {
+  SearchOptions greedy = options;
+  greedy.beam_size = greedy.num_hypotheses = 1;
+  return Search(model, sources, greedy, device);
+}
+
+SearchResults BeamSearch(Transformer& model, const std::vector<std::vector<int64_t>>& sources,
+                         const SearchOptions& options, const torch::Device& device) {
+  return Search(model, sources, options, device);
 }
 
 }  // namespace quantmt

@@ -1,13 +1,48 @@
 #include "model/attention.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace quantmt {
 
-void KeyValueCache::Select(const torch::Tensor& index) {
+void KeyValueCache::Select(const torch::Tensor& index, int64_t keep_length) {
   if (!keys.defined()) return;
+  // Narrow first: index_select then copies only the slots kept.
+  if (keep_length >= 0 && keep_length < keys.size(2)) {
+    keys = keys.narrow(2, 0, keep_length);
+    values = values.narrow(2, 0, keep_length);
+    length = std::min(length, keep_length);
+  }
   keys = keys.index_select(0, index);
   values = values.index_select(0, index);
+}
+
+namespace {
+
+torch::Tensor PadTime(const torch::Tensor& x, int64_t time) {
+  if (x.size(2) == time) return x;
+  auto padded = torch::zeros({x.size(0), x.size(1), time, x.size(3)}, x.options());
+  padded.narrow(2, 0, x.size(2)).copy_(x);
+  return padded;
+}
+
+}  // namespace
+
+void KeyValueCache::Append(const KeyValueCache& other) {
+  if (!other.keys.defined()) return;
+  if (!keys.defined()) {
+    *this = other;
+    return;
+  }
+  const int64_t time = std::max(keys.size(2), other.keys.size(2));
+  keys = torch::cat({PadTime(keys, time), PadTime(other.keys, time)}, 0);
+  values = torch::cat({PadTime(values, time), PadTime(other.values, time)}, 0);
+  length = std::max(length, other.length);
+}
+
+int64_t KeyValueCache::bytes() const {
+  if (!keys.defined()) return 0;
+  return 2 * keys.numel() * static_cast<int64_t>(keys.element_size());
 }
 
 MultiHeadAttention::MultiHeadAttention(int64_t d_model, int64_t attention_dim, int64_t heads,
@@ -63,16 +98,21 @@ KeyValueCache MultiHeadAttention::ProjectKeyValue(const torch::Tensor& memory) {
   return cache;
 }
 
-torch::Tensor MultiHeadAttention::ForwardIncremental(const torch::Tensor& x, KeyValueCache* cache) {
+torch::Tensor MultiHeadAttention::ForwardIncremental(const torch::Tensor& x, KeyValueCache* cache,
+                                                     const StepPositions& step) {
   auto q = SplitHeads(q_proj_->Forward(x));
   auto k = SplitHeads(k_proj_->Forward(x));
   auto v = SplitHeads(v_proj_->Forward(x));
   const int64_t capacity = cache->keys.defined() ? cache->keys.size(2) : 0;
-  if (cache->length == capacity) {
-    // Grow geometrically: amortized O(1) copies per step, no fixed maximum.
-    const int64_t grown = std::max<int64_t>(16, capacity * 2);
-    auto keys = torch::empty({k.size(0), heads_, grown, head_dim_}, k.options());
-    auto values = torch::empty_like(keys);
+  if (step.length > capacity) {
+    // Grow geometrically (amortized O(1) copies per step) up to the limit.
+    // Zero-filled: masked slots get zero attention weight, and 0 * garbage
+    // could be NaN.
+    int64_t grown = std::max<int64_t>(16, capacity * 2);
+    if (step.capacity_limit > 0) grown = std::min(grown, step.capacity_limit);
+    grown = std::max(grown, step.length);
+    auto keys = torch::zeros({k.size(0), heads_, grown, head_dim_}, k.options());
+    auto values = torch::zeros_like(keys);
     if (capacity > 0) {
       keys.narrow(2, 0, capacity).copy_(cache->keys);
       values.narrow(2, 0, capacity).copy_(cache->values);
@@ -80,11 +120,17 @@ torch::Tensor MultiHeadAttention::ForwardIncremental(const torch::Tensor& x, Key
     cache->keys = keys;
     cache->values = values;
   }
-  cache->keys.narrow(2, cache->length, 1).copy_(k);
-  cache->values.narrow(2, cache->length, 1).copy_(v);
-  cache->length += 1;
-  return Attend(q, cache->keys.narrow(2, 0, cache->length),
-                cache->values.narrow(2, 0, cache->length), torch::Tensor(), 0.0);
+  if (step.uniform >= 0) {
+    cache->keys.narrow(2, step.uniform, 1).copy_(k);
+    cache->values.narrow(2, step.uniform, 1).copy_(v);
+  } else {
+    using torch::indexing::Slice;
+    cache->keys.index_put_({step.rows, Slice(), step.positions}, k.select(2, 0));
+    cache->values.index_put_({step.rows, Slice(), step.positions}, v.select(2, 0));
+  }
+  cache->length = step.length;
+  return Attend(q, cache->keys.narrow(2, 0, step.length), cache->values.narrow(2, 0, step.length),
+                step.mask, 0.0);
 }
 
 torch::Tensor MultiHeadAttention::ForwardCached(const torch::Tensor& query,

@@ -12,15 +12,37 @@
 namespace quantmt {
 
 // Keys and values of one attention layer, [batch, heads, time, head_dim].
-// For decoder self-attention the tensors are preallocated with room for
-// `capacity` steps and `length` of them are filled.
+// For decoder self-attention the tensors are preallocated (zero-filled) with
+// room for more steps than the `length` slots in use.
 struct KeyValueCache {
   torch::Tensor keys;
   torch::Tensor values;
   int64_t length = 0;
 
-  // Keeps the batch rows in `index` (finished sentences leave, beams reorder).
-  void Select(const torch::Tensor& index);
+  // Keeps the batch rows in `index` (finished sentences leave, beams
+  // reorder) and the first `keep_length` time slots (-1: all).
+  void Select(const torch::Tensor& index, int64_t keep_length = -1);
+  // Appends the rows of `other`, padding both to the longer time axis with
+  // zeros (the caller masks padded slots).
+  void Append(const KeyValueCache& other);
+  int64_t bytes() const;
+};
+
+// Where the rows of one decoding step write their key and value, and which
+// cached slots they may attend to. Rows of a continuous batch joined at
+// different steps, so each may be at its own position.
+struct StepPositions {
+  // >= 0: every row writes this slot (no mask needed). -1: rows differ, see
+  // `positions`.
+  int64_t uniform = -1;
+  torch::Tensor rows;       // int64 [B] 0..B-1 on the device (when not uniform)
+  torch::Tensor positions;  // int64 [B] slot each row writes (when not uniform)
+  int64_t length = 0;       // slots attended: largest position + 1
+  // Additive [B, 1, 1, length]: -inf for slots a row has not filled;
+  // undefined when uniform.
+  torch::Tensor mask;
+  // Cache growth stops here: no row writes beyond it (0: unbounded).
+  int64_t capacity_limit = 0;
 };
 
 class MultiHeadAttention : public torch::nn::Module {
@@ -36,10 +58,11 @@ class MultiHeadAttention : public torch::nn::Module {
   // Projects memory [B, Tk, d_model] to keys and values [B, heads, Tk, head_dim].
   KeyValueCache ProjectKeyValue(const torch::Tensor& memory);
 
-  // One decoding step of self-attention: projects x [B, 1, d_model], appends
-  // its key/value to `cache` (growing it when full) and attends over all
-  // cached positions.
-  torch::Tensor ForwardIncremental(const torch::Tensor& x, KeyValueCache* cache);
+  // One decoding step of self-attention: projects x [B, 1, d_model], writes
+  // its key/value into `cache` at each row's position (growing it when
+  // full) and attends over the slots each row has filled.
+  torch::Tensor ForwardIncremental(const torch::Tensor& x, KeyValueCache* cache,
+                                   const StepPositions& step);
 
   // Attention of query [B, Tq, d_model] over precomputed keys/values.
   torch::Tensor ForwardCached(const torch::Tensor& query, const KeyValueCache& memory,

@@ -1,5 +1,6 @@
 #include "model/transformer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -131,9 +132,10 @@ torch::Tensor DecoderLayer::Forward(const torch::Tensor& x, const torch::Tensor&
 }
 
 torch::Tensor DecoderLayer::ForwardStep(const torch::Tensor& x, DecoderLayerCache* cache,
-                                        const torch::Tensor& memory_mask) {
+                                        const torch::Tensor& memory_mask,
+                                        const StepPositions& step) {
   auto y = Residual(x, self_attn_layer_norm_, pre_norm_, 0.0, false, [&](const torch::Tensor& h) {
-    return self_attn_->ForwardIncremental(h, &cache->self_attention);
+    return self_attn_->ForwardIncremental(h, &cache->self_attention, step);
   });
   auto z =
       Residual(y, encoder_attn_layer_norm_, pre_norm_, 0.0, false, [&](const torch::Tensor& h) {
@@ -148,12 +150,80 @@ KeyValueCache DecoderLayer::ProjectMemory(const torch::Tensor& memory) {
 
 // --------------------------------------------------------------- DecoderState
 
-void DecoderState::Select(const torch::Tensor& index) {
+namespace {
+
+// Pads an additive mask [B, 1, 1, S] to `length` with -inf.
+torch::Tensor PadMask(const torch::Tensor& mask, int64_t length) {
+  if (mask.size(3) == length) return mask;
+  auto padded = torch::full({mask.size(0), 1, 1, length}, -std::numeric_limits<float>::infinity(),
+                            mask.options());
+  padded.narrow(3, 0, mask.size(3)).copy_(mask);
+  return padded;
+}
+
+// A self-attention cache of `rows` rows with no slots filled.
+KeyValueCache EmptyCacheLike(const KeyValueCache& like, int64_t rows) {
+  KeyValueCache cache;
+  cache.keys = torch::zeros({rows, like.keys.size(1), 0, like.keys.size(3)}, like.keys.options());
+  cache.values = torch::zeros_like(cache.keys);
+  return cache;
+}
+
+}  // namespace
+
+void DecoderState::Select(const std::vector<int64_t>& rows) {
+  std::vector<int64_t> kept_positions, kept_lengths;
+  int64_t source_length = 0, target_length = 0;
+  for (int64_t row : rows) {
+    kept_positions.push_back(positions[row]);
+    kept_lengths.push_back(source_lengths[row]);
+    source_length = std::max(source_length, source_lengths[row]);
+    target_length = std::max(target_length, positions[row]);
+  }
+  auto index = torch::tensor(rows, torch::kLong).to(memory_mask.device());
   for (auto& layer : layers) {
     layer.self_attention.Select(index);
-    layer.cross_attention.Select(index);
+    layer.cross_attention.Select(index, source_length);
   }
-  memory_mask = memory_mask.index_select(0, index);
+  memory_mask =
+      memory_mask.narrow(3, 0, std::min(source_length, memory_mask.size(3))).index_select(0, index);
+  positions.swap(kept_positions);
+  source_lengths.swap(kept_lengths);
+}
+
+void DecoderState::Append(DecoderState other) {
+  if (other.batch_size() == 0) return;
+  if (batch_size() == 0) {
+    *this = std::move(other);
+    return;
+  }
+  for (size_t i = 0; i < layers.size(); ++i) {
+    // Rows that have not stepped yet have no self-attention cache: give
+    // them empty (zero, masked) slots so both sides have all their rows.
+    KeyValueCache& mine = layers[i].self_attention;
+    KeyValueCache& theirs = other.layers[i].self_attention;
+    if (mine.keys.defined() && !theirs.keys.defined()) {
+      theirs = EmptyCacheLike(mine, other.batch_size());
+    } else if (!mine.keys.defined() && theirs.keys.defined()) {
+      mine = EmptyCacheLike(theirs, batch_size());
+    }
+    mine.Append(theirs);
+    layers[i].cross_attention.Append(other.layers[i].cross_attention);
+  }
+  const int64_t length = std::max(memory_mask.size(3), other.memory_mask.size(3));
+  memory_mask = torch::cat({PadMask(memory_mask, length), PadMask(other.memory_mask, length)}, 0);
+  positions.insert(positions.end(), other.positions.begin(), other.positions.end());
+  source_lengths.insert(source_lengths.end(), other.source_lengths.begin(),
+                        other.source_lengths.end());
+  capacity_limit = std::max(capacity_limit, other.capacity_limit);
+}
+
+int64_t DecoderState::cache_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& layer : layers) {
+    bytes += layer.self_attention.bytes() + layer.cross_attention.bytes();
+  }
+  return bytes;
 }
 
 // ---------------------------------------------------------------- Transformer
@@ -231,33 +301,32 @@ Transformer::Transformer(const ModelConfig& config, const LinearFactory& make_li
         "output_projection",
         make_linear({d, config.target_vocab_size, false, LinearRole::kOutputProjection}));
   }
+  if (config.positions == PositionEncoding::kSinusoidal) {
+    // PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(p / 10000^(2i/d))
+    // (Vaswani et al. 2017), computed in float64 for accuracy.
+    const int64_t rows = std::max(config.max_source_positions, config.max_target_positions) + 1;
+    auto position = torch::arange(rows, torch::kFloat64).unsqueeze(1);
+    auto even = torch::arange(0, d, 2, torch::kFloat64);
+    auto angle = position * torch::exp(even * (-std::log(10000.0) / d));
+    sinusoid_table_ = torch::zeros({rows, d}, torch::kFloat64);
+    sinusoid_table_.index_put_({torch::indexing::Slice(), torch::indexing::Slice(0, d, 2)},
+                               torch::sin(angle));
+    sinusoid_table_.index_put_({torch::indexing::Slice(), torch::indexing::Slice(1, d, 2)},
+                               torch::cos(angle).narrow(1, 0, d / 2));
+  }
 }
 
 Linear& Transformer::target_embedding() const {
   return config_.shared_embeddings ? *encoder_embed_ : *decoder_embed_;
 }
 
-torch::Tensor Transformer::SinusoidalPositions(int64_t first, int64_t length,
-                                               const torch::Tensor& like) {
-  const int64_t needed = first + length;
-  if (!sinusoid_cache_.defined() || sinusoid_cache_.size(0) < needed ||
-      sinusoid_cache_.device() != like.device() || sinusoid_cache_.dtype() != like.dtype()) {
-    // PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(p / 10000^(2i/d))
-    // (Vaswani et al. 2017), computed in float64 for accuracy.
-    const int64_t rows = std::max<int64_t>(
-        needed, std::max(config_.max_source_positions, config_.max_target_positions));
-    const int64_t d = config_.d_model;
-    auto position = torch::arange(rows, torch::kFloat64).unsqueeze(1);
-    auto even = torch::arange(0, d, 2, torch::kFloat64);
-    auto angle = position * torch::exp(even * (-std::log(10000.0) / d));
-    auto table = torch::zeros({rows, d}, torch::kFloat64);
-    table.index_put_({torch::indexing::Slice(), torch::indexing::Slice(0, d, 2)},
-                     torch::sin(angle));
-    table.index_put_({torch::indexing::Slice(), torch::indexing::Slice(1, d, 2)},
-                     torch::cos(angle).narrow(1, 0, d / 2));
-    sinusoid_cache_ = table.to(like.options());
+torch::Tensor Transformer::SinusoidTable(const torch::Tensor& like) const {
+  std::lock_guard<std::mutex> lock(sinusoid_mutex_);
+  if (!sinusoid_cache_.defined() || sinusoid_cache_.device() != like.device() ||
+      sinusoid_cache_.dtype() != like.dtype()) {
+    sinusoid_cache_ = sinusoid_table_.to(like.options());
   }
-  return sinusoid_cache_.narrow(0, first, length);
+  return sinusoid_cache_;
 }
 
 torch::Tensor Transformer::Embed(const torch::Tensor& ids, Linear& table,
@@ -270,9 +339,19 @@ torch::Tensor Transformer::Embed(const torch::Tensor& ids, Linear& table,
                                    torch::TensorOptions().dtype(torch::kLong).device(ids.device()));
     x = x + torch::embedding(learned_positions->weight, positions).unsqueeze(0);
   } else {
-    x = x + SinusoidalPositions(first_position, length, x).unsqueeze(0);
+    x = x + SinusoidTable(x).narrow(0, first_position, length).unsqueeze(0);
   }
   return Dropout(x, dropout_.residual, is_training());
+}
+
+torch::Tensor Transformer::EmbedAt(const torch::Tensor& ids, Linear& table,
+                                   const torch::nn::Embedding& learned_positions,
+                                   const torch::Tensor& positions) {
+  auto x = table.EmbedRows(ids) * embed_scale_;
+  if (learned_positions) {
+    return x + torch::embedding(learned_positions->weight, positions).unsqueeze(1);
+  }
+  return x + SinusoidTable(x).index_select(0, positions).unsqueeze(1);
 }
 
 torch::Tensor Transformer::OutputLogits(const torch::Tensor& hidden) {
@@ -312,6 +391,10 @@ torch::Tensor Transformer::Forward(const torch::Tensor& source_ids,
 DecoderState Transformer::StartDecoding(const EncoderOutput& encoded) {
   DecoderState state;
   state.memory_mask = encoded.memory_mask;
+  const int64_t batch = encoded.memory_mask.size(0);
+  state.positions.assign(batch, 0);
+  auto lengths = encoded.memory_mask.eq(0).sum(-1).view({batch}).to(torch::kCPU);
+  for (int64_t i = 0; i < batch; ++i) state.source_lengths.push_back(lengths[i].item<int64_t>());
   state.layers.resize(decoder_layers_.size());
   for (size_t i = 0; i < decoder_layers_.size(); ++i) {
     state.layers[i].cross_attention = decoder_layers_[i]->ProjectMemory(encoded.memory);
@@ -320,11 +403,31 @@ DecoderState Transformer::StartDecoding(const EncoderOutput& encoded) {
 }
 
 torch::Tensor Transformer::DecodeStep(const torch::Tensor& tokens, DecoderState* state) {
-  auto x = Embed(tokens.unsqueeze(1), target_embedding(), decoder_positions_, state->step);
-  for (size_t i = 0; i < decoder_layers_.size(); ++i) {
-    x = decoder_layers_[i]->ForwardStep(x, &state->layers[i], state->memory_mask);
+  const auto [lowest, highest] =
+      std::minmax_element(state->positions.begin(), state->positions.end());
+  StepPositions step;
+  step.length = *highest + 1;
+  step.capacity_limit = state->capacity_limit;
+  torch::Tensor x;
+  if (*lowest == *highest) {
+    // Every row at the same position (static batches): no mask, one slot.
+    step.uniform = *lowest;
+    x = Embed(tokens.unsqueeze(1), target_embedding(), decoder_positions_, step.uniform);
+  } else {
+    const auto long_options = torch::TensorOptions().dtype(torch::kLong).device(tokens.device());
+    step.positions = torch::tensor(state->positions, torch::kLong).to(tokens.device());
+    step.rows = torch::arange(state->batch_size(), long_options);
+    x = EmbedAt(tokens.unsqueeze(1), target_embedding(), decoder_positions_, step.positions);
+    auto unfilled =
+        torch::arange(step.length, long_options).unsqueeze(0) > step.positions.unsqueeze(1);
+    step.mask = torch::zeros({state->batch_size(), step.length}, x.options())
+                    .masked_fill(unfilled, -std::numeric_limits<float>::infinity())
+                    .view({state->batch_size(), 1, 1, step.length});
   }
-  state->step += 1;
+  for (size_t i = 0; i < decoder_layers_.size(); ++i) {
+    x = decoder_layers_[i]->ForwardStep(x, &state->layers[i], state->memory_mask, step);
+  }
+  for (int64_t& position : state->positions) position += 1;
   return OutputLogits(x).squeeze(1);
 }
 

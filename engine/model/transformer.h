@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "model/attention.h"
@@ -66,9 +67,9 @@ class DecoderLayer : public torch::nn::Module {
   torch::Tensor Forward(const torch::Tensor& x, const torch::Tensor& memory,
                         const torch::Tensor& causal_mask, const torch::Tensor& memory_mask,
                         const DropoutConfig& dropout);
-  // One step: x [B, 1, d].
+  // One step: x [B, 1, d], each row at its position in `step`.
   torch::Tensor ForwardStep(const torch::Tensor& x, DecoderLayerCache* cache,
-                            const torch::Tensor& memory_mask);
+                            const torch::Tensor& memory_mask, const StepPositions& step);
   KeyValueCache ProjectMemory(const torch::Tensor& memory);
 
  private:
@@ -90,16 +91,27 @@ struct EncoderOutput {
   torch::Tensor memory_mask;  // additive [B, 1, 1, S]: 0 for tokens, -inf for padding
 };
 
-// The whole incremental-decoding state of a batch.
+// The whole incremental-decoding state of a batch. Rows may be at different
+// positions: in continuous batching sentences join a running batch between
+// steps, each starting at position 0 (per-row positions and a key mask).
 struct DecoderState {
   std::vector<DecoderLayerCache> layers;
-  torch::Tensor memory_mask;  // [B, 1, 1, S]
-  int64_t step = 0;           // number of target tokens fed so far
+  torch::Tensor memory_mask;            // [B, 1, 1, S]
+  std::vector<int64_t> positions;       // per row: target tokens fed so far
+  std::vector<int64_t> source_lengths;  // per row: source tokens, padding excluded
+  // No row is fed more than this many tokens; caps cache growth (0: unknown).
+  int64_t capacity_limit = 0;
 
-  int64_t batch_size() const { return memory_mask.size(0); }
-  // Keeps the rows in `index` (int64 on the model's device): finished
-  // sentences leave the batch, beam search reorders its hypotheses.
-  void Select(const torch::Tensor& index);
+  int64_t batch_size() const { return static_cast<int64_t>(positions.size()); }
+  // Keeps the rows in `rows`, in that order: finished sentences leave the
+  // batch, beam search reorders its hypotheses. Drops cache slots no kept
+  // row uses (source padding of sentences that left).
+  void Select(const std::vector<int64_t>& rows);
+  // Appends the rows of `other` (sentences joining a running batch); the
+  // shorter source axis is padded and masked.
+  void Append(DecoderState other);
+  // Bytes held by the key/value caches.
+  int64_t cache_bytes() const;
 };
 
 class Transformer : public torch::nn::Module {
@@ -126,7 +138,12 @@ class Transformer : public torch::nn::Module {
   // Projects the encoder output for cross-attention, once per sentence.
   DecoderState StartDecoding(const EncoderOutput& encoded);
 
-  // Feeds one token per row (int64 [B]) and returns logits [B, target_vocab].
+  // Feeds one token per row (int64 [B]), each at its row's position, and
+  // returns logits [B, target_vocab].
+  //
+  // Thread safety: Encode, StartDecoding and DecodeStep only read the
+  // weights, so several threads may decode with one model at once (each
+  // with its own DecoderState), as long as nobody trains or moves it.
   torch::Tensor DecodeStep(const torch::Tensor& tokens, DecoderState* state);
 
  private:
@@ -134,7 +151,12 @@ class Transformer : public torch::nn::Module {
 
   torch::Tensor Embed(const torch::Tensor& ids, Linear& table,
                       const torch::nn::Embedding& learned_positions, int64_t first_position);
-  torch::Tensor SinusoidalPositions(int64_t first, int64_t length, const torch::Tensor& like);
+  // One token per row, row r at positions[r] (int64 [B]): ids [B, 1].
+  torch::Tensor EmbedAt(const torch::Tensor& ids, Linear& table,
+                        const torch::nn::Embedding& learned_positions,
+                        const torch::Tensor& positions);
+  // The sinusoid table [max_positions, d] in the dtype and device of `like`.
+  torch::Tensor SinusoidTable(const torch::Tensor& like) const;
   torch::Tensor OutputLogits(const torch::Tensor& hidden);
   Linear& target_embedding() const;
 
@@ -152,7 +174,12 @@ class Transformer : public torch::nn::Module {
   torch::nn::LayerNorm encoder_norm_{nullptr}, decoder_norm_{nullptr};
   std::shared_ptr<Linear> output_projection_;  // null when tied to the embedding
 
-  torch::Tensor sinusoid_cache_;  // [max_positions, d] on the last used device/dtype
+  // Sinusoidal positions, computed once in float64 at construction. The
+  // copy in the model's dtype and device is made on first use; the mutex
+  // makes that safe when replicas decode concurrently.
+  torch::Tensor sinusoid_table_;
+  mutable std::mutex sinusoid_mutex_;
+  mutable torch::Tensor sinusoid_cache_;
 };
 
 }  // namespace quantmt

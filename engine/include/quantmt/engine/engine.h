@@ -63,17 +63,23 @@ struct SchedulerOptions {
   // kept for comparison).
   bool continuous_batching = true;
   // Bound on decoder cache memory (self- and cross-attention keys/values) per
-  // replica; a batch that would exceed it is split. 0: a default sized for
-  // the device.
+  // replica; a batch that would exceed it is split (a sentence that alone
+  // exceeds it still runs, alone). 0: 1 GiB on CPU, 2 GiB on CUDA.
   int64_t max_cache_bytes = 0;
 };
 
 struct ModelSpec {
-  std::string name;            // the name requests use, e.g. "de-en-int8"
-  std::string model_dir;       // a model directory (config.json, weights, tokenizer)
-  TranslatorOptions executor;  // device, intra-op threads, compute type
-  // Workers decoding in parallel, sharing one copy of the weights.
-  int replicas = 1;
+  std::string name;       // the name requests use, e.g. "de-en-int8"
+  std::string model_dir;  // a model directory (config.json, weights, tokenizer)
+  // Device and compute type. On CPU, executor.num_threads is the intra-op
+  // threads of EACH replica (0: hardware threads / replicas).
+  TranslatorOptions executor;
+  // Workers decoding in parallel, each with its own running batch, sharing
+  // one copy of the weights. 0: automatic; on CPU one replica per 4
+  // hardware threads, at least one (2 cores: 1 replica x 2 threads; 64
+  // cores: 16 x 4), because decoder steps are too small to use many threads
+  // well; on CUDA 1.
+  int replicas = 0;
   SchedulerOptions scheduler;
 };
 
@@ -85,8 +91,9 @@ struct ModelStatus {
   ModelState state = ModelState::kLoading;
   ModelInfo info;  // precision, device, parameters, weights file size
   int replicas = 0;
-  int64_t weights_bytes = 0;  // bytes the weights occupy in memory
-  int64_t cache_bytes = 0;    // decoder cache in use now
+  int threads_per_replica = 0;  // CPU intra-op threads of each replica
+  int64_t weights_bytes = 0;    // bytes the weights occupy in memory
+  int64_t cache_bytes = 0;      // decoder cache in use now
   int queued_sentences = 0;
   int running_sentences = 0;
   std::string last_error;  // of the last failed load, if any
@@ -104,6 +111,12 @@ struct TokenEvent {
 
 struct TranslationRequest {
   std::vector<std::string> sentences;
+  // Pre-tokenized sources, used instead of `sentences` when not empty: token
+  // ids of the model's source vocabulary, each source ending with
+  // end-of-sentence (an empty source translates to an empty hypothesis).
+  // Results then carry token ids, and text only if the model has a
+  // tokenizer. For tests, benchmarks and clients that tokenize themselves.
+  std::vector<std::vector<int>> source_ids;
   TranslationOptions options;  // max_batch_size is ignored: the scheduler batches
   absl::Time deadline = absl::InfiniteFuture();
   std::shared_ptr<CancellationToken> cancellation;  // optional
@@ -133,9 +146,13 @@ using TranslationDone = std::function<void(RequestOutcome outcome)>;
 class EngineObserver {
  public:
   virtual ~EngineObserver() = default;
-  // A decoding step (or an encoder pass) ran on `sentences` rows holding
-  // `tokens` positions.
+  // After every encoder pass (sentences joining a batch: `sentences` rows,
+  // `tokens` = rows x padded source length) and every decoding step
+  // (`sentences` rows, beams included; `tokens` = source plus generated
+  // tokens the rows attend to, padding excluded).
   virtual void OnBatch(const std::string& model, int sentences, int tokens) = 0;
+  // Once per Translate call, just before its `done` callback, whatever the
+  // outcome (refusals at submission included; `timings` then zero).
   virtual void OnRequestDone(const std::string& model, const absl::Status& status,
                              const RequestTimings& timings) = 0;
 };

@@ -1,0 +1,194 @@
+// Serving behaviour under a mixed stream: short and long sentences arrive at
+// a fixed rate (or as a Poisson process), one sentence per request, through
+// the Engine. Prints, for continuous batching on and off (static batching),
+// the latency of the short requests (p50, p99), of the long ones (p50), and
+// the total throughput in generated tokens per second.
+//
+// Model: the reference shape with random weights (6 encoder + 3 decoder
+// layers, d_model 512, FFN 2048, vocabulary 8000), or --model_dir. Output
+// lengths are fixed (min = max decoding length) so both modes do the same
+// work whatever the weights.
+#include <torch/torch.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "model/model_io.h"
+#include "serving/engine_impl.h"
+#include "serving/loaded_model.h"
+
+namespace {
+
+struct Workload {
+  int requests = 120;
+  double rate = 6.0;  // requests per second
+  bool poisson = false;
+  double long_fraction = 0.2;
+  int short_source = 10, short_target = 10;
+  int long_source = 60, long_target = 120;
+};
+
+struct Arrival {
+  double at_seconds = 0;
+  bool is_long = false;
+  std::vector<int> source;
+};
+
+std::vector<Arrival> MakeArrivals(const Workload& w, int vocab, int eos) {
+  std::mt19937 random(42);
+  std::exponential_distribution<double> gap(w.rate);
+  std::uniform_real_distribution<double> coin(0, 1);
+  std::vector<Arrival> arrivals(w.requests);
+  double t = 0;
+  for (Arrival& a : arrivals) {
+    a.at_seconds = t;
+    t += w.poisson ? gap(random) : 1.0 / w.rate;
+    a.is_long = coin(random) < w.long_fraction;
+    const int length = a.is_long ? w.long_source : w.short_source;
+    for (int i = 0; i + 1 < length; ++i) a.source.push_back(4 + random() % (vocab - 4));
+    a.source.push_back(eos);
+  }
+  return arrivals;
+}
+
+double Percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  return values[std::min(values.size() - 1, static_cast<size_t>(p * values.size()))];
+}
+
+struct RunResult {
+  std::vector<double> short_ms, long_ms;
+  double seconds = 0;
+  int64_t generated = 0;
+  int failed = 0;
+};
+
+RunResult Run(quantmt::Engine& engine, const std::vector<Arrival>& arrivals, const Workload& w) {
+  using Clock = std::chrono::steady_clock;
+  RunResult result;
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t finished = 0;
+  const auto start = Clock::now();
+  for (const Arrival& arrival : arrivals) {
+    std::this_thread::sleep_until(start + std::chrono::duration<double>(arrival.at_seconds));
+    quantmt::TranslationRequest request;
+    request.source_ids = {arrival.source};
+    request.options.beam_size = 1;
+    const int target = arrival.is_long ? w.long_target : w.short_target;
+    request.options.min_decoding_length = request.options.max_decoding_length = target;
+    const auto submitted = Clock::now();
+    engine.Translate(
+        "model", std::move(request),
+        [&, submitted, target, is_long = arrival.is_long](quantmt::RequestOutcome outcome) {
+          const double ms =
+              std::chrono::duration<double, std::milli>(Clock::now() - submitted).count();
+          std::lock_guard<std::mutex> lock(mu);
+          if (outcome.results.ok()) {
+            (is_long ? result.long_ms : result.short_ms).push_back(ms);
+            result.generated += target;
+          } else {
+            ++result.failed;
+            std::fprintf(stderr, "request failed: %s\n",
+                         std::string(outcome.results.status().message()).c_str());
+          }
+          ++finished;
+          cv.notify_all();
+        });
+  }
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return finished == arrivals.size(); });
+  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return result;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"quantmt serving latency: continuous vs static batching on a mixed stream"};
+  Workload w;
+  int threads = 2, replicas = 1, max_batch = 64;
+  double max_wait_ms = 5;
+  std::string model_dir;
+  app.add_option("--requests", w.requests, "Requests (one sentence each)")->capture_default_str();
+  app.add_option("--rate", w.rate, "Arrivals per second")->capture_default_str();
+  app.add_flag("--poisson", w.poisson, "Poisson arrivals instead of a fixed rate");
+  app.add_option("--long_fraction", w.long_fraction, "Share of long sentences")
+      ->capture_default_str();
+  app.add_option("--short_source", w.short_source)->capture_default_str();
+  app.add_option("--short_target", w.short_target)->capture_default_str();
+  app.add_option("--long_source", w.long_source)->capture_default_str();
+  app.add_option("--long_target", w.long_target)->capture_default_str();
+  app.add_option("--threads", threads, "Intra-op threads per replica")->capture_default_str();
+  app.add_option("--replicas", replicas)->capture_default_str();
+  app.add_option("--max_batch_sentences", max_batch)->capture_default_str();
+  app.add_option("--max_wait_ms", max_wait_ms)->capture_default_str();
+  app.add_option("--model_dir", model_dir, "A model directory instead of random weights");
+  CLI11_PARSE(app, argc, argv);
+
+  quantmt::ModelConfig config;
+  if (!model_dir.empty()) {
+    auto read = quantmt::ReadModelConfig(model_dir);
+    if (!read.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(read.status().message()).c_str());
+      return 1;
+    }
+    config = *read;
+  }
+  if (model_dir.empty()) {
+    config.d_model = 512;
+    config.encoder_layers.assign(6, {8, 2048, 0});
+    config.decoder_layers.assign(3, {8, 2048, 0});
+    config.source_vocab_size = config.target_vocab_size = 8000;
+    config.max_source_positions = config.max_target_positions = 256;
+  }
+  quantmt::ModelRepository::Loader loader =
+      [&](const quantmt::ModelSpec& spec) -> absl::StatusOr<std::shared_ptr<quantmt::LoadedModel>> {
+    if (!model_dir.empty()) return quantmt::LoadModelDirectory(model_dir, spec.executor);
+    torch::manual_seed(1234);
+    ASSIGN_OR_RETURN(auto model, quantmt::Transformer::Create(config));
+    return quantmt::PlaceModel(model, spec.executor, "random reference shape");
+  };
+
+  std::printf(
+      "quantmt serving latency: %d requests at %.1f/s (%s), %.0f%% long; short %d->%d "
+      "tokens, long %d->%d; %d replica(s) x %d threads, LibTorch %s\n",
+      w.requests, w.rate, w.poisson ? "Poisson" : "fixed rate", w.long_fraction * 100,
+      w.short_source, w.short_target, w.long_source, w.long_target, replicas, threads,
+      TORCH_VERSION);
+  std::printf("%-11s %14s %14s %14s %12s %8s\n", "batching", "short p50 ms", "short p99 ms",
+              "long p50 ms", "tokens/s", "failed");
+  for (bool continuous : {true, false}) {
+    auto engine = quantmt::CreateEngine({}, loader);
+    quantmt::ModelSpec spec;
+    spec.name = "model";
+    spec.model_dir = model_dir;
+    spec.replicas = replicas;
+    spec.executor.num_threads = threads;
+    spec.scheduler.continuous_batching = continuous;
+    spec.scheduler.max_batch_sentences = max_batch;
+    spec.scheduler.max_batch_wait = absl::Milliseconds(max_wait_ms);
+    if (auto status = engine->LoadModel(spec); !status.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(status.message()).c_str());
+      return 1;
+    }
+    const int vocab = config.source_vocab_size;
+    const auto arrivals = MakeArrivals(w, vocab, config.eos_id);
+    // Warm-up: one request of each kind.
+    Workload warm = w;
+    warm.requests = 2;
+    Run(*engine, MakeArrivals(warm, vocab, config.eos_id), warm);
+    const RunResult r = Run(*engine, arrivals, w);
+    std::printf("%-11s %14.0f %14.0f %14.0f %12.0f %8d\n", continuous ? "continuous" : "static",
+                Percentile(r.short_ms, 0.5), Percentile(r.short_ms, 0.99),
+                Percentile(r.long_ms, 0.5), r.generated / r.seconds, r.failed);
+  }
+  return 0;
+}

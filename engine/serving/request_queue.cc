@@ -1,0 +1,126 @@
+#include "serving/request_queue.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace quantmt {
+
+bool BatchBudget::Fits(const BatchShape& shape) const {
+  if (shape.rows > max_rows) return false;
+  if (shape.rows * shape.padded_source_length > max_tokens) return false;
+  const int64_t cache = shape.rows * (shape.padded_source_length + shape.max_target_length) *
+                        cache_bytes_per_position;
+  return max_cache_bytes <= 0 || cache <= max_cache_bytes;
+}
+
+RequestQueue::RequestQueue(const SchedulerOptions& options, const BatchBudget& budget)
+    : options_(options), budget_(budget) {}
+
+absl::Status RequestQueue::Submit(const std::shared_ptr<RequestState>& request,
+                                  int64_t max_length) {
+  const absl::Time now = absl::Now();
+  std::vector<SentenceTask> tasks;
+  const auto& sources = request->sources();
+  for (size_t i = 0; i < sources.size(); ++i) {
+    if (sources[i].empty()) continue;
+    SentenceTask task;
+    task.request = request;
+    task.index = static_cast<int>(i);
+    task.source_length = static_cast<int64_t>(sources[i].size());
+    task.rows = request->options().beam_size;
+    task.max_length = max_length;
+    task.enqueued = now;
+    tasks.push_back(std::move(task));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return absl::UnavailableError("the model is stopping and takes no new requests");
+    const int64_t queued = static_cast<int64_t>(queue_.size());
+    if (queued + static_cast<int64_t>(tasks.size()) > options_.max_queued_sentences) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "queue full: ", queued, " sentences waiting, room for ", options_.max_queued_sentences,
+          "; this request has ", tasks.size(), " (retry later or send fewer sentences)"));
+    }
+    for (auto& task : tasks) queue_.push_back(std::move(task));
+  }
+  arrived_.notify_all();
+  return absl::OkStatus();
+}
+
+bool RequestQueue::FillsBatch() const {
+  BatchShape shape;
+  for (const SentenceTask& task : queue_) {
+    shape.rows += task.rows;
+    shape.padded_source_length = std::max(shape.padded_source_length, task.source_length);
+    shape.max_target_length = std::max(shape.max_target_length, task.max_length);
+    if (!budget_.Fits(shape)) return true;
+  }
+  return false;
+}
+
+void RequestQueue::DropDead(absl::Time now, TakeResult* result) {
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    absl::Status alive = it->request->CheckAlive(now);
+    if (alive.ok()) {
+      ++it;
+      continue;
+    }
+    result->dropped.emplace_back(std::move(*it), std::move(alive));
+    it = queue_.erase(it);
+  }
+}
+
+TakeResult RequestQueue::Take(const BatchShape& running, bool block) {
+  TakeResult result;
+  std::unique_lock<std::mutex> lock(mu_);
+  if (block) {
+    arrived_.wait(lock, [&] { return !queue_.empty() || closed_; });
+    if (!queue_.empty() && options_.max_batch_wait > absl::ZeroDuration()) {
+      // Give a batch the chance to fill, counted from the oldest arrival.
+      const absl::Time until = queue_.front().enqueued + options_.max_batch_wait;
+      arrived_.wait_until(lock, absl::ToChronoTime(until), [&] { return closed_ || FillsBatch(); });
+    }
+  }
+  DropDead(absl::Now(), &result);
+  BatchShape shape = running;
+  while (!queue_.empty()) {
+    const SentenceTask& task = queue_.front();
+    BatchShape grown = shape;
+    grown.rows += task.rows;
+    grown.padded_source_length = std::max(grown.padded_source_length, task.source_length);
+    grown.max_target_length = std::max(grown.max_target_length, task.max_length);
+    // A task too big for any budget still runs, alone: it cannot be split.
+    const bool alone = shape.rows == 0;
+    if (!alone && !budget_.Fits(grown)) break;
+    shape = grown;
+    result.admitted.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+    if (alone && !budget_.Fits(grown)) break;
+  }
+  result.closed = closed_ && queue_.empty() && result.admitted.empty();
+  return result;
+}
+
+void RequestQueue::Close() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+  }
+  arrived_.notify_all();
+}
+
+std::vector<SentenceTask> RequestQueue::RemoveAll() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<SentenceTask> tasks(std::make_move_iterator(queue_.begin()),
+                                  std::make_move_iterator(queue_.end()));
+  queue_.clear();
+  return tasks;
+}
+
+int RequestQueue::queued_sentences() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int>(queue_.size());
+}
+
+}  // namespace quantmt
