@@ -12,7 +12,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev libspdlog-dev
   python3 python3-numpy python3-torch
   libdnnl-dev
-  prometheus python3-grpcio python3-protobuf
+  prometheus python3-grpcio python3-protobuf python3-yaml
 )
 missing=()
 for p in "${packages[@]}"; do
