@@ -1,0 +1,115 @@
+// quantmt translate: lines from stdin or a file to stdout or a file, in
+// requests of --batch sentences; a progress bar on stderr for files.
+#include <fstream>
+#include <iostream>
+
+#include "absl/strings/str_format.h"
+#include "client/cli/commands.h"
+#include "quantmt/v1/translation.grpc.pb.h"
+
+namespace quantmt::client {
+
+bool ReadLinesFrom(const std::string& path, std::vector<std::string>* lines) {
+  std::ifstream file;
+  if (path != "-") {
+    file.open(path);
+    if (!file) return false;
+  }
+  std::istream& in = path == "-" ? std::cin : file;
+  for (std::string line; std::getline(in, line);) lines->push_back(line);
+  return true;
+}
+
+namespace {
+
+struct TranslateFlags {
+  std::string input = "-", output = "-", model;
+  int batch = 32, beam_size = 0, nbest = 1, max_length = 0;
+  bool scores = false;
+};
+
+void DrawProgress(size_t done, size_t total) {
+  const int width = 40;
+  const int filled = total ? static_cast<int>(width * done / total) : width;
+  std::cerr << absl::StrFormat("\r[%s%s] %zu/%zu", std::string(filled, '#'),
+                               std::string(width - filled, ' '), done, total)
+            << std::flush;
+}
+
+int RunTranslate(const ConnectionOptions& connection, const TranslateFlags& flags) {
+  std::vector<std::string> lines;
+  if (!ReadLinesFrom(flags.input, &lines)) {
+    std::cerr << "quantmt translate: cannot read " << flags.input << "\n";
+    return 1;
+  }
+  std::ofstream file;
+  if (flags.output != "-") {
+    file.open(flags.output);
+    if (!file) {
+      std::cerr << "quantmt translate: cannot write " << flags.output << "\n";
+      return 1;
+    }
+  }
+  std::ostream& out = flags.output == "-" ? std::cout : file;
+  std::string error;
+  auto channel = MakeChannel(connection, &error);
+  if (!channel) {
+    std::cerr << "quantmt translate: " << error << "\n";
+    return 1;
+  }
+  auto stub = v1::TranslationService::NewStub(channel);
+  const bool show_progress = flags.input != "-";
+  for (size_t begin = 0; begin < lines.size(); begin += flags.batch) {
+    v1::TranslateRequest request;
+    request.set_model(flags.model);
+    const size_t end = std::min(lines.size(), begin + flags.batch);
+    for (size_t i = begin; i < end; ++i) request.add_sentences(lines[i]);
+    request.mutable_options()->set_beam_size(flags.beam_size);
+    request.mutable_options()->set_num_hypotheses(flags.nbest);
+    request.mutable_options()->set_max_length(flags.max_length);
+    request.mutable_options()->set_return_scores(flags.scores);
+    grpc::ClientContext context;
+    PrepareContext(connection, false, &context);
+    v1::TranslateResponse response;
+    grpc::Status status = stub->Translate(&context, request, &response);
+    if (!status.ok()) {
+      if (show_progress) std::cerr << "\n";
+      std::cerr << "quantmt translate: lines " << begin + 1 << "-" << end << ": "
+                << Describe(status) << "\n";
+      return 1;
+    }
+    for (const v1::Translation& translation : response.translations()) {
+      for (const v1::Hypothesis& hypothesis : translation.hypotheses()) {
+        if (flags.scores) out << absl::StrFormat("%.4f\t", hypothesis.score());
+        out << hypothesis.text() << "\n";
+      }
+    }
+    out.flush();
+    if (show_progress) DrawProgress(end, lines.size());
+  }
+  if (show_progress) std::cerr << "\n";
+  return 0;
+}
+
+}  // namespace
+
+void AddTranslateCommand(CLI::App& app, const ConnectionOptions& connection, int* exit_code) {
+  auto flags = std::make_shared<TranslateFlags>();
+  CLI::App* command = app.add_subcommand("translate", "Translate lines (stdin or a file)");
+  command->add_option("-i,--input", flags->input, "File to translate (-: stdin)")
+      ->capture_default_str();
+  command->add_option("-o,--output", flags->output, "Where translations go (-: stdout)")
+      ->capture_default_str();
+  command->add_option("-m,--model", flags->model, "Model name (default: the server's)");
+  command->add_option("--batch", flags->batch, "Sentences per request")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  command->add_option("--beam_size", flags->beam_size, "1: greedy; 0: the server default");
+  command->add_option("--nbest", flags->nbest, "Hypotheses per sentence, one line each")
+      ->check(CLI::Range(1, 64));
+  command->add_option("--max_length", flags->max_length, "Tokens per translation (0: default)");
+  command->add_flag("--scores", flags->scores, "Prefix each line with its score and a tab");
+  command->callback([&connection, flags, exit_code] { *exit_code = RunTranslate(connection, *flags); });
+}
+
+}  // namespace quantmt::client

@@ -1,0 +1,193 @@
+#include "client/load/load_tester.h"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "quantmt/v1/translation.grpc.pb.h"
+
+namespace quantmt::client {
+
+double LevelAt(const LoadOptions& options, absl::Duration elapsed) {
+  switch (options.schedule) {
+    case Schedule::kConstant:
+      return options.start_level;
+    case Schedule::kStep: {
+      const double steps = std::floor(elapsed / options.step_duration);
+      const double level = options.start_level + steps * options.step;
+      return options.end_level >= options.start_level ? std::min(level, options.end_level)
+                                                      : std::max(level, options.end_level);
+    }
+    case Schedule::kRamp: {
+      const double fraction =
+          std::clamp(absl::FDivDuration(elapsed, options.duration), 0.0, 1.0);
+      return options.start_level + (options.end_level - options.start_level) * fraction;
+    }
+  }
+  return options.start_level;
+}
+
+namespace {
+
+class LoadRun {
+ public:
+  LoadRun(std::shared_ptr<grpc::Channel> channel, const LoadOptions& options)
+      : stub_(v1::TranslationService::NewStub(channel)), options_(options) {}
+
+  LoadResult Run(const std::function<void(const LoadProgress&)>& progress,
+                 absl::Duration progress_interval) {
+    const absl::Time start = absl::Now();
+    measure_start_ = start + options_.warmup;
+    const absl::Time end = options_.total_requests > 0 ? absl::InfiniteFuture()
+                                                       : measure_start_ + options_.duration;
+    absl::Time next_arrival = start, next_progress = start + progress_interval;
+    std::mt19937_64 random(12345);
+    for (;;) {
+      const absl::Time now = absl::Now();
+      if (now >= end || CountedEnough()) break;
+      const double level = LevelAt(options_, std::max(absl::ZeroDuration(), now - measure_start_));
+      if (options_.mode == LoadMode::kConcurrency) {
+        absl::MutexLock lock(&mutex_);
+        while (inflight_ < std::lround(level) && !CountedEnoughLocked()) SendLocked(absl::Now());
+        // Wake when an answer frees a slot, or for progress and the end.
+        target_inflight_ = static_cast<int>(std::lround(level));
+        mutex_.AwaitWithDeadline(absl::Condition(this, &LoadRun::SlotFree),
+                                 std::min({now + absl::Milliseconds(20), next_progress, end}));
+      } else {
+        while (absl::Now() >= next_arrival && next_arrival < end && !CountedEnough()) {
+          {
+            absl::MutexLock lock(&mutex_);
+            if (inflight_ < options_.max_inflight) {
+              SendLocked(next_arrival);
+            } else if (next_arrival >= measure_start_) {
+              ++result_.skipped;
+            }
+          }
+          const double rate = std::max(level, 1e-3);
+          const double gap = options_.arrivals == Arrivals::kPoisson
+                                 ? std::exponential_distribution<double>(rate)(random)
+                                 : 1.0 / rate;
+          next_arrival += absl::Seconds(gap);
+        }
+        absl::SleepFor(std::clamp(std::min(next_arrival, next_progress) - absl::Now(),
+                                  absl::ZeroDuration(), absl::Milliseconds(20)));
+      }
+      if (progress && absl::Now() >= next_progress) {
+        progress(Snapshot(level));
+        next_progress += progress_interval;
+      }
+    }
+    // Every call has a deadline, so every call ends; wait for the last one.
+    absl::MutexLock lock(&mutex_);
+    mutex_.Await(absl::Condition(
+        +[](int* inflight) { return *inflight == 0; }, &inflight_));
+    result_.seconds = std::max(0.0, absl::ToDoubleSeconds(last_answer_ - measure_start_));
+    std::sort(result_.latencies_ok.begin(), result_.latencies_ok.end());
+    return result_;
+  }
+
+ private:
+  struct Call {
+    grpc::ClientContext context;
+    v1::TranslateRequest request;
+    v1::TranslateResponse response;
+    absl::Time start;
+    bool counted = false;
+  };
+
+  bool SlotFree() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    return inflight_ < target_inflight_;
+  }
+
+  bool CountedEnough() {
+    absl::MutexLock lock(&mutex_);
+    return CountedEnoughLocked();
+  }
+  bool CountedEnoughLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    return options_.total_requests > 0 && counted_sent_ >= options_.total_requests;
+  }
+
+  void SendLocked(absl::Time scheduled) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    auto* call = new Call;
+    call->start = absl::Now();
+    call->counted = scheduled >= measure_start_;
+    call->context.set_deadline(absl::ToChronoTime(call->start + options_.request_timeout));
+    call->request.set_model(options_.model);
+    call->request.mutable_options()->set_beam_size(options_.beam_size);
+    call->request.mutable_options()->set_max_length(options_.max_length);
+    const size_t n = options_.inputs.size();
+    for (int i = 0; i < options_.sentences_per_request; ++i) {
+      call->request.add_sentences(options_.inputs[(next_input_++) % n]);
+    }
+    ++inflight_;
+    ++sent_;
+    if (call->counted) ++counted_sent_;
+    stub_->async()->Translate(&call->context, &call->request, &call->response,
+                              [this, call](grpc::Status status) { OnAnswer(call, status); });
+  }
+
+  void OnAnswer(Call* call, const grpc::Status& status) {
+    const absl::Time now = absl::Now();
+    absl::MutexLock lock(&mutex_);
+    ++answered_;
+    status.ok() ? ++ok_ : ++errors_;
+    if (call->counted) {
+      const std::string code =
+          absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
+      ++result_.requests;
+      ++result_.codes[code];
+      if (!status.ok()) result_.sample_errors.emplace(code, status.error_message());
+      if (status.ok()) {
+        result_.latencies_ok.push_back(absl::ToDoubleSeconds(now - call->start));
+        for (const auto& translation : call->response.translations()) {
+          ++result_.sentences_ok;
+          result_.source_tokens += translation.source_tokens();
+          result_.generated_tokens += translation.generated_tokens();
+        }
+      }
+      last_answer_ = std::max(last_answer_, now);
+    }
+    --inflight_;
+    delete call;
+  }
+
+  LoadProgress Snapshot(double level) {
+    absl::MutexLock lock(&mutex_);
+    LoadProgress progress;
+    progress.elapsed_s = absl::ToDoubleSeconds(absl::Now() - measure_start_);
+    progress.level = level;
+    progress.sent = sent_;
+    progress.answered = answered_;
+    progress.ok = ok_;
+    progress.errors = errors_;
+    progress.inflight = inflight_;
+    return progress;
+  }
+
+  std::unique_ptr<v1::TranslationService::Stub> stub_;
+  const LoadOptions options_;
+  absl::Time measure_start_;
+
+  absl::Mutex mutex_;
+  int target_inflight_ ABSL_GUARDED_BY(mutex_) = 0;
+  int inflight_ ABSL_GUARDED_BY(mutex_) = 0;
+  size_t next_input_ ABSL_GUARDED_BY(mutex_) = 0;
+  int64_t sent_ ABSL_GUARDED_BY(mutex_) = 0, counted_sent_ ABSL_GUARDED_BY(mutex_) = 0;
+  int64_t answered_ ABSL_GUARDED_BY(mutex_) = 0, ok_ ABSL_GUARDED_BY(mutex_) = 0;
+  int64_t errors_ ABSL_GUARDED_BY(mutex_) = 0;
+  absl::Time last_answer_ ABSL_GUARDED_BY(mutex_) = absl::InfinitePast();
+  LoadResult result_ ABSL_GUARDED_BY(mutex_);
+};
+
+}  // namespace
+
+LoadResult RunLoad(std::shared_ptr<grpc::Channel> channel, const LoadOptions& options,
+                   const std::function<void(const LoadProgress&)>& progress,
+                   absl::Duration progress_interval) {
+  LoadRun run(std::move(channel), options);
+  return run.Run(progress, progress_interval);
+}
+
+}  // namespace quantmt::client

@@ -1,0 +1,91 @@
+#include "server/admission/request_validation.h"
+
+#include "absl/strings/str_cat.h"
+#include "tokenizer/utf8.h"
+
+namespace quantmt::server {
+
+absl::Status ValidateSentence(const std::string& sentence, const std::string& where,
+                              const RequestLimits& limits) {
+  size_t bad_offset = 0;
+  if (!IsValidUtf8(sentence, &bad_offset)) {
+    return absl::InvalidArgumentError(absl::StrCat(where, " is not valid UTF-8 (byte ", bad_offset,
+                                                   "): send text encoded as UTF-8"));
+  }
+  if (static_cast<int64_t>(sentence.size()) > limits.max_sentence_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(where, " has ", sentence.size(),
+                                                   " bytes; the limit is ",
+                                                   limits.max_sentence_bytes,
+                                                   ": split it into shorter sentences"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TranslationOptions> ValidateOptions(const v1::TranslationOptions& options,
+                                                   const RequestLimits& limits) {
+  TranslationOptions result;
+  result.beam_size = options.beam_size() == 0 ? limits.default_beam_size : options.beam_size();
+  if (result.beam_size < 1 || result.beam_size > limits.max_beam_size) {
+    return absl::InvalidArgumentError(absl::StrCat("beam_size ", options.beam_size(),
+                                                   " is out of range: use 1 (greedy) to ",
+                                                   limits.max_beam_size, ", or 0 for the default"));
+  }
+  result.num_hypotheses = options.num_hypotheses() == 0 ? 1 : options.num_hypotheses();
+  if (result.num_hypotheses < 1 || result.num_hypotheses > result.beam_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_hypotheses ", options.num_hypotheses(), " is out of range: use 1 to ",
+                     "beam_size (", result.beam_size, ")"));
+  }
+  result.max_decoding_length =
+      options.max_length() == 0 ? limits.default_max_length : options.max_length();
+  if (result.max_decoding_length < 1 || result.max_decoding_length > limits.max_length) {
+    return absl::InvalidArgumentError(absl::StrCat("max_length ", options.max_length(),
+                                                   " is out of range: use 1 to ", limits.max_length,
+                                                   ", or 0 for the default"));
+  }
+  if (options.has_length_penalty()) {
+    const float penalty = options.length_penalty();
+    if (!(penalty >= 0.0f && penalty <= 10.0f)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("length_penalty ", penalty, " is out of range: use 0 to 10"));
+    }
+    result.length_penalty = penalty;
+  }
+  return result;
+}
+
+absl::StatusOr<ValidatedTranslation> ValidateTranslateRequest(const v1::TranslateRequest& request,
+                                                              const RequestLimits& limits,
+                                                              const std::string& default_model) {
+  ValidatedTranslation result;
+  result.model = request.model().empty() ? default_model : request.model();
+  if (result.model.empty()) {
+    return absl::NotFoundError("no model named in the request and the server has no default model: "
+                               "load one with LoadModel");
+  }
+  if (request.sentences().empty()) {
+    return absl::InvalidArgumentError("the request has no sentences: send at least one");
+  }
+  if (request.sentences_size() > limits.max_sentences) {
+    return absl::InvalidArgumentError(absl::StrCat("the request has ", request.sentences_size(),
+                                                   " sentences; the limit is ", limits.max_sentences,
+                                                   ": split it into several requests"));
+  }
+  int64_t total_bytes = 0;
+  for (int i = 0; i < request.sentences_size(); ++i) {
+    RETURN_IF_ERROR(ValidateSentence(request.sentences(i), absl::StrCat("sentence ", i), limits));
+    total_bytes += request.sentences(i).size();
+  }
+  if (total_bytes > limits.max_request_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("the request has ", total_bytes,
+                                                   " bytes of text; the limit is ",
+                                                   limits.max_request_bytes,
+                                                   ": split it into several requests"));
+  }
+  ASSIGN_OR_RETURN(result.options, ValidateOptions(request.options(), limits));
+  result.return_scores = request.options().return_scores();
+  result.sentences.assign(request.sentences().begin(), request.sentences().end());
+  return result;
+}
+
+}  // namespace quantmt::server
