@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the generated seeds of fuzz/corpus/ (run from anywhere; rewrites
-them in place). Safetensors files are built with struct and json alone, so
-that the seeds do not depend on our own writer; the hand-written seeds (config
+them in place). Safetensors files and protobuf messages are encoded by hand,
+so that the seeds do not depend on our own writer; the hand-written seeds (config
 texts, tokenizer text) sit beside them in the corpus folders."""
 import json
 import pathlib
@@ -46,7 +46,53 @@ def model_like():
     return safetensors(tensors, {"format": "pt", "producer": "quantmt"})
 
 
-def main():
+def varint(value):
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def field(number, payload):
+    """A length-delimited protobuf field."""
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def translate_request(model, sentences, beam=0, hypotheses=0, max_length=0, scores=False,
+                      penalty=None):
+    """quantmt.v1.TranslateRequest in wire format, encoded by hand, followed
+    by the two bytes fuzz_translate_request reads from the end: parse the
+    message (1), with a default model (1)."""
+    options = b""
+    for number, value in ((1, beam), (2, hypotheses), (3, max_length), (4, int(scores))):
+        if value:
+            options += varint(number << 3) + varint(value)
+    if penalty is not None:
+        options += varint(5 << 3 | 5) + struct.pack("<f", penalty)
+    message = field(1, model.encode()) if model else b""
+    for sentence in sentences:
+        message += field(2, sentence.encode())
+    message += field(3, options)
+    return message + b"\x01\x01"
+
+
+def write_request_seeds():
+    out = CORPUS / "fuzz_translate_request"
+    out.mkdir(parents=True, exist_ok=True)
+    requests = {
+        "two_sentences": translate_request("de-en", ["Ein Hund rennt.", "Zwei Katzen."]),
+        "default_model_beam": translate_request("", ["Guten Morgen!"], beam=5, hypotheses=2,
+                                                max_length=40, scores=True, penalty=0.6),
+        "greedy_unicode": translate_request("de-en", ["Straße, 日本語 und 🐕"], beam=1),
+        "empty_sentence": translate_request("de-en", [""]),
+    }
+    for name, data in requests.items():
+        (out / f"{name}.bin").write_bytes(data)
+
+
+def write_safetensors_seeds():
     out = CORPUS / "fuzz_safetensors"
     out.mkdir(parents=True, exist_ok=True)
     seeds = {
@@ -65,4 +111,5 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    write_safetensors_seeds()
+    write_request_seeds()

@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_safetensors fuzz_model_config fuzz_utf8 fuzz_tokenizer)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_safetensors fuzz_model_config fuzz_utf8 fuzz_tokenizer
+  fuzz_translate_request)
 build_dir=${BUILD_DIR:-build-fuzz}
 
 generator=()
