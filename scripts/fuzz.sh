@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (clang, ASan+UBSan) into ${BUILD_DIR:-build-fuzz}
+# Builds the libFuzzer targets (clang, ASan+UBSan) into ${FUZZ_BUILD_DIR:-build-fuzz}
 # and runs each for a number of seconds over its seed corpus in fuzz/corpus/.
 #   scripts/fuzz.sh              # every target, 60 s each
 #   scripts/fuzz.sh 600          # every target, 10 minutes each
 #   scripts/fuzz.sh 60 fuzz_utf8 # one target
 # Prints executions, coverage and crashes per target; exits non-zero if any
-# target crashed (the input is saved under $BUILD_DIR/fuzz-findings/<target>/).
+# target crashed (the input is saved under build-fuzz/fuzz-findings/<target>/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
@@ -13,7 +13,7 @@ shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(fuzz_safetensors fuzz_model_config fuzz_utf8 fuzz_tokenizer
   fuzz_translate_request)
-build_dir=${BUILD_DIR:-build-fuzz}
+build_dir=${FUZZ_BUILD_DIR:-build-fuzz}
 
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
@@ -26,7 +26,7 @@ cmake --build "$build_dir" --target "${targets[@]}"
 [ -z "${TMPDIR:-}" ] && [ -w /dev/shm ] && export TMPDIR=/dev/shm
 
 status=0
-printf '\n%-20s %8s %12s %10s %8s %8s\n' target seconds executions exec/s cov crashes
+printf '\n%-24s %8s %12s %10s %8s %8s\n' target seconds executions exec/s cov crashes
 for target in "${targets[@]}"; do
   # One process (no -jobs). The seed corpus stays as committed; what
   # libFuzzer learns goes to a working corpus in the build tree.
@@ -42,7 +42,7 @@ for target in "${targets[@]}"; do
   executions=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
-  printf '%-20s %8s %12s %10s %8s %8s\n' "$target" "$seconds" "${executions:-?}" "${rate:-?}" \
+  printf '%-24s %8s %12s %10s %8s %8s\n' "$target" "$seconds" "${executions:-?}" "${rate:-?}" \
     "${cov:-?}" "$crashed"
   if [ "$crashed" -ne 0 ]; then
     status=1

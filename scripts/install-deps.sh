@@ -11,6 +11,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev
   python3 python3-numpy python3-torch
+  clang libclang-rt-14-dev
 )
 missing=()
 for p in "${packages[@]}"; do
