@@ -87,9 +87,9 @@ int OpenFlags() {
   // where it is needed.
   if (!ProtobufLoaded()) return RTLD_NOW | RTLD_LOCAL;
 #if QUANTMT_SANITIZER_RUNTIME
-  // Sanitizer runtimes refuse RTLD_DEEPBIND. Sanitized test programs that
-  // load LibTorch's libprotobuf cannot use SentencePiece then; the torch-free
-  // ones (tokenizer, checkpoint, metrics) can.
+  // Sanitizer runtimes refuse RTLD_DEEPBIND. Sanitizer builds put a copy of
+  // libsentencepiece marked DF_SYMBOLIC beside the plugin instead (see
+  // engine/CMakeLists.txt), which binds its protobuf to itself all the same.
   return RTLD_NOW | RTLD_LOCAL;
 #else
   return RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND;
