@@ -15,8 +15,8 @@ absl::StatusOr<std::unique_ptr<MetricsHttpEndpoint>> MetricsHttpEndpoint::Start(
   std::unique_ptr<MetricsHttpEndpoint> endpoint(new MetricsHttpEndpoint(registry));
   const std::string listening = absl::StrCat(host, ":", port);
   // Two worker threads: scrapes are rare and cheap.
-  const char* options[] = {"listening_ports", listening.c_str(), "num_threads", "2",
-                           "request_timeout_ms", "10000", nullptr};
+  const char* options[] = {"listening_ports",    listening.c_str(), "num_threads", "2",
+                           "request_timeout_ms", "10000",           nullptr};
   char error_text[256] = "";
   unsigned error_code = 0;
   mg_callbacks callbacks;
@@ -40,7 +40,7 @@ MetricsHttpEndpoint::~MetricsHttpEndpoint() {
   if (context_ != nullptr) mg_stop(context_);
 }
 
-int MetricsHttpEndpoint::HandleMetrics(struct mg_connection* connection, void* self) {
+int MetricsHttpEndpoint::HandleMetrics(mg_connection* connection, void* self) {
   const mg_request_info* request = mg_get_request_info(connection);
   if (std::strcmp(request->request_method, "GET") != 0 &&
       std::strcmp(request->request_method, "HEAD") != 0) {

@@ -9,6 +9,7 @@
 #include "server/metrics/registry.h"
 
 struct mg_context;
+struct mg_connection;
 
 namespace quantmt::server {
 
@@ -17,15 +18,15 @@ class MetricsHttpEndpoint {
   // Listens on `host`:`port` (port 0: any free port; see port()). `registry`
   // must outlive the endpoint. Unavailable if the port cannot be bound.
   static absl::StatusOr<std::unique_ptr<MetricsHttpEndpoint>> Start(const std::string& host,
-                                                                   int port,
-                                                                   const Registry* registry);
+                                                                    int port,
+                                                                    const Registry* registry);
   ~MetricsHttpEndpoint();  // stops serving; waits for running requests
 
   int port() const { return port_; }
 
  private:
   MetricsHttpEndpoint(const Registry* registry) : registry_(registry) {}
-  static int HandleMetrics(struct mg_connection* connection, void* self);
+  static int HandleMetrics(mg_connection* connection, void* self);
 
   const Registry* registry_;
   mg_context* context_ = nullptr;
