@@ -10,6 +10,16 @@ if(QUANTMT_WERROR)
   add_compile_options(-Werror)
 endif()
 
+# Fuzzer builds: libFuzzer's coverage instrumentation in every library, under
+# ASan+UBSan; the targets in fuzz/ add libFuzzer's main (see scripts/fuzz.sh).
+if(QUANTMT_BUILD_FUZZERS)
+  if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "QUANTMT_BUILD_FUZZERS needs clang: configure with CXX=clang++")
+  endif()
+  add_compile_options(-fsanitize=fuzzer-no-link)
+  set(QUANTMT_SANITIZE ON)
+endif()
+
 if(QUANTMT_SANITIZE AND QUANTMT_SANITIZE_THREAD)
   message(FATAL_ERROR "QUANTMT_SANITIZE and QUANTMT_SANITIZE_THREAD are exclusive")
 endif()

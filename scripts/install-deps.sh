@@ -13,6 +13,7 @@ packages=(
   python3 python3-numpy python3-torch
   libdnnl-dev
   prometheus python3-grpcio python3-protobuf python3-yaml
+  clang libclang-rt-14-dev
 )
 missing=()
 for p in "${packages[@]}"; do

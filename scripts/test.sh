@@ -2,6 +2,7 @@
 # The test command: installs what the build needs, builds, runs every test.
 #   scripts/test.sh               # release build, whole suite
 #   BUILD_DIR=build-asan scripts/test.sh -DQUANTMT_SANITIZE=ON   # under ASan+UBSan
+#   QUANTMT_FUZZ_SECONDS=0 scripts/test.sh  # without the fuzzing run (default 60 s a target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -13,3 +14,8 @@ if [ -z "${QUANTMT_DATA_DIR:-}" ] && [ -d ../shared/data ]; then
 fi
 export OMP_WAIT_POLICY=PASSIVE
 ctest --test-dir "$build_dir" --output-on-failure -j"$(nproc)"
+# Then every fuzzer for a short while (scripts/fuzz.sh, its own clang build).
+fuzz_seconds=${QUANTMT_FUZZ_SECONDS:-60}
+if [ "$fuzz_seconds" -gt 0 ]; then
+  scripts/fuzz.sh "$fuzz_seconds"
+fi

@@ -20,6 +20,19 @@
 
 #include "quantmt/engine/tokenizer.h"
 
+// Whether a sanitizer runtime is linked in: GCC defines __SANITIZE_*__,
+// clang answers through __has_feature.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define QUANTMT_SANITIZER_RUNTIME 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define QUANTMT_SANITIZER_RUNTIME 1
+#endif
+#endif
+#ifndef QUANTMT_SANITIZER_RUNTIME
+#define QUANTMT_SANITIZER_RUNTIME 0
+#endif
+
 namespace quantmt {
 namespace {
 
@@ -73,10 +86,10 @@ int OpenFlags() {
   // one SentencePiece was built with (the pip LibTorch machine): use it only
   // where it is needed.
   if (!ProtobufLoaded()) return RTLD_NOW | RTLD_LOCAL;
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  // Sanitizer runtimes refuse RTLD_DEEPBIND. Sanitized test programs that
-  // load LibTorch's libprotobuf cannot use SentencePiece then; the torch-free
-  // ones (tokenizer, checkpoint, metrics) can.
+#if QUANTMT_SANITIZER_RUNTIME
+  // Sanitizer runtimes refuse RTLD_DEEPBIND. Sanitizer builds put a copy of
+  // libsentencepiece marked DF_SYMBOLIC beside the plugin instead (see
+  // engine/CMakeLists.txt), which binds its protobuf to itself all the same.
   return RTLD_NOW | RTLD_LOCAL;
 #else
   return RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND;
