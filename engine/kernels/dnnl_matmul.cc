@@ -71,8 +71,14 @@ class DnnlMatmulImpl : public DnnlMatmul {
     std::unordered_map<int, memory> args = {
         {DNNL_ARG_SRC, source}, {DNNL_ARG_WEIGHTS, packed_}, {DNNL_ARG_DST, destination}};
     if (bias_) args.emplace(DNNL_ARG_BIAS, bias_);
-    entry.primitive.execute(stream, args);
-    stream.wait();
+    {
+      // One execution at a time per layer: replicas sharing this layer ran
+      // concurrently into wrong results (oneDNN 2.6 from Debian is not built
+      // for concurrent execution of one primitive: shared scratchpad).
+      std::lock_guard<std::mutex> lock(execute_mutex_);
+      entry.primitive.execute(stream, args);
+      stream.wait();
+    }
     if (threads != caller_threads) omp_set_num_threads(caller_threads);
   }
 
@@ -111,7 +117,8 @@ class DnnlMatmulImpl : public DnnlMatmul {
   memory::desc packed_desc_;
   memory packed_;
   memory bias_;
-  std::mutex mutex_;
+  std::mutex mutex_;                                     // guards primitives_
+  std::mutex execute_mutex_;                             // see Run
   std::map<std::pair<int64_t, int>, Entry> primitives_;  // node-based: references stay valid
 };
 

@@ -35,7 +35,8 @@ class DnnlMatmul {
   virtual ~DnnlMatmul() = default;
 
   // a: [m, k] row-major (f32 or s8 by kind); c: [m, n] row-major (f32 or
-  // s32). Runs on up to `threads` OpenMP threads. Thread-safe.
+  // s32). Runs on up to `threads` OpenMP threads. Thread-safe: concurrent
+  // calls on one object run one after the other.
   virtual void Run(const void* a, int64_t m, void* c, int threads) = 0;
 
   virtual int64_t n() const = 0;

@@ -123,10 +123,13 @@ absl::Status LoadWeights(const checkpoint::SafetensorsFile& file, const ModelCon
     }
     ASSIGN_OR_RETURN(torch::ScalarType type, TorchType(view->dtype));
     if (!target.is_floating_point() && type != target.scalar_type()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(file.path(), ": tensor '", name, "' is ", checkpoint::DTypeName(view->dtype),
-                       " but this layer stores ", c10::toString(target.scalar_type()),
-                       " (is quantization.scheme in config.json right?)"));
+      std::string expected = c10::toString(target.scalar_type());
+      for (DType d : {DType::kU8, DType::kI8, DType::kI16, DType::kI32, DType::kI64}) {
+        if (TorchType(d).value() == target.scalar_type()) expected = checkpoint::DTypeName(d);
+      }
+      return absl::InvalidArgumentError(absl::StrCat(
+          file.path(), ": tensor '", name, "' is ", checkpoint::DTypeName(view->dtype),
+          " but this layer expects ", expected, " (is quantization.scheme in config.json right?)"));
     }
     torch::Tensor value = CopyToTorch(*view, type);
     RETURN_IF_ERROR(CheckValues(file.path(), name, value));

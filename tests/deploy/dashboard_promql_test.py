@@ -197,7 +197,12 @@ def run(source_dir, work_dir, server_binary):
         wait_for("Prometheus ready",
                  lambda: "Ready" in http_get(f"http://127.0.0.1:{prometheus_port}/-/ready"),
                  60, prometheus, prometheus_log)
+        # Two rounds of traffic, scrapes apart: series appear with the first
+        # request, so rate() sees an increase only if traffic continues after
+        # Prometheus has sampled them once (one round can fit in one scrape).
         sent = send_traffic(grpc_port)
+        time.sleep(2.5)
+        sent += send_traffic(grpc_port)
         # Prometheus has the traffic once its count of answered RPCs does.
         wait_for(f"Prometheus scraping all {sent} requests", lambda: float(prometheus_query(
             prometheus_port, 'sum(quantmt_requests_total{job="quantmt"})')[0]["value"][1]) >= sent,

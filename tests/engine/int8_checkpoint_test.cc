@@ -193,7 +193,7 @@ TEST_F(Int8CheckpointTest, FloatWeightInInt8LayerIsRefused) {
   SaveQuantized("int8_dynamic");
   ReplaceWithFloats(std::string(kFc1) + ".weight", DType::kF32, {64, 32},
                     std::vector<float>(64 * 32, 0.5f));
-  ExpectLoadError("is F32 but this layer stores Char (is quantization.scheme");
+  ExpectLoadError("is F32 but this layer expects I8 (is quantization.scheme");
 }
 
 TEST_F(Int8CheckpointTest, FloatCheckpointUnderInt8SchemeIsRefused) {
@@ -201,7 +201,7 @@ TEST_F(Int8CheckpointTest, FloatCheckpointUnderInt8SchemeIsRefused) {
   ASSERT_TRUE(SaveModelDirectory(dir_.string(), config_, *testing::TinyModel(config_)).ok());
   config_.quantization = {"int8_dynamic", "{}"};
   std::ofstream(dir_ / "config.json", std::ios::trunc) << SerializeModelConfig(config_);
-  ExpectLoadError("but this layer stores Char");
+  ExpectLoadError("but this layer expects I8");
 }
 
 TEST_F(Int8CheckpointTest, MinusOneTwentyEightIsRefused) {

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <condition_variable>
 #include <mutex>
 #include <random>
@@ -79,7 +81,12 @@ inline void ExpectSameResults(const std::vector<TranslationResult>& expected,
     for (size_t k = 0; k < expected[i].hypotheses.size(); ++k) {
       EXPECT_EQ(expected[i].hypotheses[k].token_ids, actual[i].hypotheses[k].token_ids)
           << "sentence " << i << " hypothesis " << k;
-      EXPECT_NEAR(expected[i].hypotheses[k].log_prob, actual[i].hypotheses[k].log_prob, 1e-4);
+      // Scores may differ in the last digits: a sentence batched with others
+      // runs through GEMMs of another shape, which the CPU kernels (oneDNN)
+      // block and sum in another order. Tokens must be identical.
+      const float expected_log_prob = expected[i].hypotheses[k].log_prob;
+      EXPECT_NEAR(expected_log_prob, actual[i].hypotheses[k].log_prob,
+                  std::max(1e-4, 2e-3 * std::abs(expected_log_prob)));
     }
   }
 }

@@ -307,7 +307,12 @@ class GracefulShutdownTest(unittest.TestCase):
             server.stop()
         codes = result["codes"]
         self.assertGreater(codes.get("OK", 0), 0, result)
-        self.assertEqual(set(codes) - {"OK", "RESOURCE_EXHAUSTED", "UNAVAILABLE"}, set(), result)
+        self.assertEqual(set(codes) - {"OK", "RESOURCE_EXHAUSTED", "UNAVAILABLE", "CANCELLED"},
+                         set(), result)
+        # CANCELLED only from the load tester itself: when its duration ends it
+        # cancels what it still has in flight (at most its concurrency), here
+        # attempts to reach the server that has already exited.
+        self.assertLessEqual(codes.get("CANCELLED", 0), 6, result)
         # UNAVAILABLE only as a refusal: draining, or no server to connect to.
         for message in result["error_messages"]:
             if message.startswith("UNAVAILABLE"):

@@ -366,9 +366,11 @@ absl::Status AverageCheckpoints(const std::vector<std::string>& dirs, torch::nn:
     ASSIGN_OR_RETURN(std::shared_ptr<Transformer> loaded,
                      make_linear ? LoadTransformer(dir, make_linear) : LoadTransformer(dir));
     loaded_tensors = loaded->named_parameters();
-    for (const auto& item : loaded->named_buffers()) loaded_tensors.insert(item.key(), item.value());
+    for (const auto& item : loaded->named_buffers())
+      loaded_tensors.insert(item.key(), item.value());
     for (size_t i = 0; i < averaged.size(); ++i) {
-      ASSIGN_OR_RETURN(const torch::Tensor* value, find(dir, averaged[i].key(), averaged[i].value()));
+      ASSIGN_OR_RETURN(const torch::Tensor* value,
+                       find(dir, averaged[i].key(), averaged[i].value()));
       sums[i] += value->to(torch::kFloat64);
     }
   }

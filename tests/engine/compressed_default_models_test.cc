@@ -1,6 +1,7 @@
-// The INT8 copy of the shipped model (quantmt-quantize of models/default,
-// made here in a temporary directory: it takes seconds, so it is built rather
-// than shipped) loads, translates, and keeps its quality.
+// Compressed copies of the shipped model load, translate, and keep their
+// quality: the INT8 one (quantmt-quantize of models/default, made here in a
+// temporary directory: it takes seconds, so it is built rather than shipped)
+// and the shipped DAQ one (models/default-daq, made by quantmt-daq finetune).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -36,16 +37,16 @@ const std::string& Int8ModelDir() {
   return dir;
 }
 
-std::unique_ptr<Translator> Load() {
+std::unique_ptr<Translator> Load(const std::string& model_dir) {
   TranslatorOptions options;
   options.num_threads = 2;
-  auto translator = Translator::Create(Int8ModelDir(), options);
+  auto translator = Translator::Create(model_dir, options);
   EXPECT_TRUE(translator.ok()) << translator.status();
   return translator.ok() ? std::move(*translator) : nullptr;
 }
 
 TEST(Int8DefaultModelTest, TranslatesGermanToEnglish) {
-  auto translator = Load();
+  auto translator = Load(Int8ModelDir());
   ASSERT_NE(translator, nullptr);
   EXPECT_EQ(translator->info().quantization, "int8_dynamic");
   auto results = translator->Translate({"Ein Hund rennt über die Wiese."}, {});
@@ -54,33 +55,48 @@ TEST(Int8DefaultModelTest, TranslatesGermanToEnglish) {
       << (*results)[0].hypotheses[0].text;
 }
 
-TEST(Int8DefaultModelTest, KeepsItsQualityOnCaptions) {
+// Greedy BLEU of `model_dir` on captions/test[0:200]; -1 without the data.
+double CaptionsGreedyBleu(const std::string& model_dir) {
   const char* data = std::getenv("QUANTMT_DATA_DIR");
-  if (data == nullptr) GTEST_SKIP() << "QUANTMT_DATA_DIR is not set";
-  std::string root = std::string(data) + "/de-en/captions/test";
+  if (data == nullptr) return -1;
+  const std::string root = std::string(data) + "/de-en/captions/test";
   auto sources = ReadLines(root + ".de", 200);
   auto references = ReadLines(root + ".en", 200);
-  if (sources.empty()) {
-    root = std::string(data) + "/captions/test";
-    sources = ReadLines(root + ".de", 200);
-    references = ReadLines(root + ".en", 200);
-  }
-  if (sources.empty()) GTEST_SKIP() << "no captions/test under " << data;
-  auto translator = Load();
-  ASSERT_NE(translator, nullptr);
+  if (sources.empty()) return -1;
+  auto translator = Load(model_dir);
+  if (translator == nullptr) return 0;
   TranslationOptions greedy;
   greedy.beam_size = 1;
   auto results = translator->Translate(sources, greedy);
-  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_TRUE(results.ok()) << results.status();
+  if (!results.ok()) return 0;
   std::vector<std::string> hypotheses;
   for (const auto& result : *results) hypotheses.push_back(result.hypotheses[0].text);
   auto bleu = eval::CorpusBleu(hypotheses, {references});
-  ASSERT_TRUE(bleu.ok()) << bleu.status();
-  std::cout << "captions/test[0:200] greedy int8_dynamic: " << bleu->ToString() << "\n";
+  EXPECT_TRUE(bleu.ok()) << bleu.status();
+  if (!bleu.ok()) return 0;
+  std::cout << model_dir << ", captions/test[0:200] greedy: " << bleu->ToString() << "\n";
+  return bleu->score;
+}
+
+TEST(Int8DefaultModelTest, KeepsItsQualityOnCaptions) {
+  const double bleu = CaptionsGreedyBleu(Int8ModelDir());
+  if (bleu < 0) GTEST_SKIP() << "QUANTMT_DATA_DIR has no de-en/captions/test";
   // The float model scores 38.42 on this slice (greedy, CPU float32) and
   // this int8 copy 38.48 (measured 2026-11-23). The goal is at most 0.3
   // BLEU lost (38.12); 38.0 leaves room for other CPUs' kernel paths.
-  EXPECT_GT(bleu->score, 38.0);
+  EXPECT_GT(bleu, 38.0);
+}
+
+TEST(DaqDefaultModelTest, TranslatesAndKeepsItsQualityOnCaptions) {
+  auto translator = Load(SourceDir() + "/models/default-daq");
+  ASSERT_NE(translator, nullptr);
+  EXPECT_EQ(translator->info().quantization, "daq");
+  const double bleu = CaptionsGreedyBleu(SourceDir() + "/models/default-daq");
+  if (bleu < 0) GTEST_SKIP() << "QUANTMT_DATA_DIR has no de-en/captions/test";
+  // Measured 36.16 (greedy, CPU, 2026-11-23) against 38.42 for the float
+  // model: 2.3 BLEU lost at 19.2x smaller than FP32.
+  EXPECT_GT(bleu, 35.0);
 }
 
 }  // namespace
