@@ -201,7 +201,7 @@ def run(source_dir, work_dir, server_binary):
         # request, so rate() sees an increase only if traffic continues after
         # Prometheus has sampled them once (one round can fit in one scrape).
         sent = send_traffic(grpc_port)
-        time.sleep(2.5)
+        time.sleep(4)
         sent += send_traffic(grpc_port)
         # Prometheus has the traffic once its count of answered RPCs does.
         wait_for(f"Prometheus scraping all {sent} requests", lambda: float(prometheus_query(
