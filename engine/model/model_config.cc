@@ -27,8 +27,7 @@ using Json = nlohmann::ordered_json;
 
 // The one list of quantization schemes this build loads. A scheme is added
 // here together with the code that loads it.
-constexpr const char* kKnownQuantizationSchemes[] = {"none", "int8_dynamic", "int8_static",
-                                                   "daq"};
+constexpr const char* kKnownQuantizationSchemes[] = {"none", "int8_dynamic", "int8_static", "daq"};
 
 constexpr const char* kWeightDtypes[] = {"float32", "float16", "bfloat16"};
 

@@ -508,10 +508,9 @@ TEST(ModelConfigTest, TokenizerTypeChecked) {
 TEST(ModelConfigTest, UnknownQuantizationScheme) {
   Json json = ExampleJson();
   json["quantization"] = {{"scheme", "xyz"}, {"bits", 4}};
-  ExpectError(
-      Parse(json).status(), absl::StatusCode::kInvalidArgument,
-      {std::string(kOrigin) +
-       ": quantization.scheme 'xyz' is not supported (known: none, int8_dynamic, int8_static, daq)"});
+  ExpectError(Parse(json).status(), absl::StatusCode::kInvalidArgument,
+              {std::string(kOrigin) + ": quantization.scheme 'xyz' is not supported (known: none, "
+                                      "int8_dynamic, int8_static, daq)"});
   json["quantization"] = {{"bits", 4}};
   ExpectInvalid(json, {"quantization.scheme: missing"});
   json["quantization"] = "none";
