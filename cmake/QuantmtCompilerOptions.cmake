@@ -23,6 +23,12 @@ endif()
 if(QUANTMT_SANITIZE AND QUANTMT_SANITIZE_THREAD)
   message(FATAL_ERROR "QUANTMT_SANITIZE and QUANTMT_SANITIZE_THREAD are exclusive")
 endif()
+# -O1 whatever the build type, as the sanitizers' documentation advises: the
+# checks stay affordable, and the LibTorch-heavy translation units compile
+# much faster than at -O3.
+if(QUANTMT_SANITIZE OR QUANTMT_SANITIZE_THREAD)
+  add_compile_options(-O1)
+endif()
 if(QUANTMT_SANITIZE)
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer
                       -fno-sanitize-recover=undefined)
@@ -37,6 +43,19 @@ endif()
 # OpenMP workers fight OpenBLAS's own threads on small machines (see
 # docs/benchmarks.md).
 set(QUANTMT_TEST_ENVIRONMENT "QUANTMT_SOURCE_DIR=${PROJECT_SOURCE_DIR};OMP_WAIT_POLICY=PASSIVE")
+# Sanitizer builds: every test (and every process it starts) reports with
+# stacks and fails on the first UBSan finding. The suppression files name only
+# reports from inside libraries that are not instrumented; each entry says why.
+set(quantmt_sanitizer_files ${PROJECT_SOURCE_DIR}/tests/sanitizers)
+if(QUANTMT_SANITIZE)
+  list(APPEND QUANTMT_TEST_ENVIRONMENT
+       "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"
+       "LSAN_OPTIONS=suppressions=${quantmt_sanitizer_files}/lsan.supp:print_suppressions=0")
+endif()
+if(QUANTMT_SANITIZE_THREAD)
+  list(APPEND QUANTMT_TEST_ENVIRONMENT
+       "TSAN_OPTIONS=suppressions=${quantmt_sanitizer_files}/tsan.supp:second_deadlock_stack=1")
+endif()
 
 # quantmt_add_test(name SOURCES ... [LIBS ...]): one gtest binary, one ctest entry.
 function(quantmt_add_test name)

@@ -5,8 +5,11 @@
 
 // Compiled for AVX-512, AVX2 and baseline x86-64; the loader picks the best
 // the CPU has. These loops are O(rows * cols) beside the GEMM's
-// O(rows * cols * n), but at batch-1 decoding they are not free.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// O(rows * cols * n), but at batch-1 decoding they are not free. Not under
+// sanitizers: GCC instruments the clones' resolvers, which the loader runs
+// before the sanitizer runtime is set up (a crash at startup).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 #define QUANTMT_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define QUANTMT_VECTOR_CLONES

@@ -1,6 +1,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "server/metrics/registry.h"
 
@@ -87,6 +90,43 @@ TEST(MetricsRegistryTest, ClearRemovesSeries) {
   gauge->Clear();
   gauge->Set({"b"}, 2);
   EXPECT_EQ(registry.Expose(), "# HELP g \n# TYPE g gauge\ng{model=\"b\"} 2\n");
+}
+
+// The server updates metrics from gRPC, replica and scrape threads at once
+// (and the ThreadSanitizer run checks this test): no update may be lost.
+TEST(MetricsRegistryTest, ConcurrentUpdatesAndScrapesLoseNothing) {
+  constexpr int kThreads = 4;
+  constexpr int kUpdates = 2000;
+  Registry registry;
+  auto requests = *registry.AddCounter("requests_total", "", {"model"});
+  auto in_flight = *registry.AddGauge("in_flight", "", {"model"});
+  auto latency = *registry.AddHistogram("latency_seconds", "", {"model"}, {0.5});
+  auto scrapes = *registry.AddGauge("scrapes", "", {});
+  int collected = 0;  // the registry runs collectors under its own lock
+  registry.AddCollector([&] { scrapes->Set({}, ++collected); });
+
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, model = "m" + std::to_string(t % 2)] {
+      for (int i = 0; i < kUpdates; ++i) {
+        in_flight->Add({model}, 1);
+        requests->Increment({model});
+        latency->Observe({model}, i % 2 == 0 ? 0.25 : 1.0);
+        in_flight->Add({model}, -1);
+      }
+    });
+  }
+  int scraped = 0;
+  for (; scraped < 50; ++scraped) EXPECT_NE(registry.Expose(), "");
+  for (std::thread& thread : threads) thread.join();
+
+  for (const char* model : {"m0", "m1"}) {
+    EXPECT_EQ(requests->Value({model}), kThreads / 2 * kUpdates) << model;
+    EXPECT_EQ(in_flight->Value({model}), 0) << model;
+    EXPECT_EQ(latency->Count({model}), uint64_t{kThreads / 2 * kUpdates}) << model;
+    EXPECT_DOUBLE_EQ(latency->Sum({model}), kThreads / 2 * kUpdates / 2 * 1.25) << model;
+  }
+  EXPECT_EQ(scrapes->Value({}), scraped);
 }
 
 TEST(MetricsRegistryTest, SampleValues) {
