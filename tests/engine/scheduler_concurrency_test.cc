@@ -127,11 +127,13 @@ TEST(SchedulerConcurrencyTest, LoadAndUnloadWhileRequestsRunLoseNone) {
 
   auto codes = tracker.codes();
   EXPECT_GT(codes[absl::StatusCode::kOk], 0);
-  // Accepted requests all finished; only submissions after the unload
-  // began were refused.
+  // Accepted requests all finished; the others were refused cleanly: after
+  // the unload began, or while the queue was full (the submitters outpace a
+  // slow machine, e.g. under ThreadSanitizer).
   for (const auto& [code, count] : codes) {
     EXPECT_TRUE(code == absl::StatusCode::kOk || code == absl::StatusCode::kNotFound ||
-                code == absl::StatusCode::kUnavailable)
+                code == absl::StatusCode::kUnavailable ||
+                code == absl::StatusCode::kResourceExhausted)
         << absl::StatusCodeToString(code) << " x" << count;
   }
 }
