@@ -3,6 +3,7 @@
 #   scripts/test.sh               # release build, whole suite
 #   BUILD_DIR=build-asan scripts/test.sh -DQUANTMT_SANITIZE=ON   # under ASan+UBSan
 #   QUANTMT_FUZZ_SECONDS=0 scripts/test.sh  # without the fuzzing run (default 30 s a target)
+#   QUANTMT_ASAN_TESTS=0 scripts/test.sh    # without the ASan+UBSan run of the LibTorch-free tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -16,6 +17,12 @@ export OMP_WAIT_POLICY=PASSIVE
 # The Docker image test (label docker) builds the whole tree again inside an
 # image: run it with `ctest --test-dir build -L docker` (deploy/README.md).
 ctest --test-dir "$build_dir" --output-on-failure -j"$(nproc)" -LE docker
+# Then the tests without LibTorch under ASan+UBSan, in their own build: they
+# compile in minutes (README, Sanitizers, has the whole-suite command).
+if [ "${QUANTMT_ASAN_TESTS:-1}" != 0 ]; then
+  BUILD_DIR=build-asan BUILD_TARGETS=sanitizer_ci_tests scripts/build.sh -DQUANTMT_SANITIZE=ON
+  ctest --test-dir build-asan --output-on-failure -j"$(nproc)" -L sanitizer_ci
+fi
 # Then every fuzzer for a short while (scripts/fuzz.sh, its own clang build).
 fuzz_seconds=${QUANTMT_FUZZ_SECONDS:-30}
 if [ "$fuzz_seconds" -gt 0 ]; then
