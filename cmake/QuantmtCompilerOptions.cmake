@@ -28,6 +28,11 @@ endif()
 # much faster than at -O3.
 if(QUANTMT_SANITIZE OR QUANTMT_SANITIZE_THREAD)
   add_compile_options(-O1)
+  # GCC's manual warns that sanitizers raise false -Wmaybe-uninitialized
+  # reports; under ASan they come from LibTorch's headers (c10::optional).
+  if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+    add_compile_options(-Wno-maybe-uninitialized)
+  endif()
 endif()
 if(QUANTMT_SANITIZE)
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer
