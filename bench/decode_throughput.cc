@@ -20,6 +20,8 @@
 #include "model/int8_convert.h"
 #include "model/model_io.h"
 #include "model/transformer.h"
+#include "op_profile.h"
+#include "serving/allocator_tuning.h"
 
 namespace {
 
@@ -47,7 +49,7 @@ int main(int argc, char** argv) {
   app.add_option("--batch_sizes", batches)->delimiter(',');
   app.add_option("--length", length, "Source and generated tokens")->capture_default_str();
   app.add_option("--device", device_name, "cpu or cuda")->capture_default_str();
-  bool int8_embeddings = true, prepare = true;
+  bool int8_embeddings = true, prepare = true, profile = false;
   app.add_option("--compute_type", compute_type,
                  "float32, float16, bfloat16, or int8 (CPU: dynamic INT8, quantized in memory "
                  "as quantmt-quantize does)")
@@ -61,9 +63,14 @@ int main(int argc, char** argv) {
                  "Prepare layers for inference as the Translator does (CPU float32: oneDNN "
                  "matmul; false keeps LibTorch/OpenBLAS, for comparison)")
       ->capture_default_str();
+  app.add_option("--profile", profile,
+                 "After the timings, run each batch size once more under LibTorch's op profiler "
+                 "and print where the time goes")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   torch::set_num_threads(threads);
+  quantmt::KeepFreedMemoryForReuse();  // as the serving engine does
   auto created = model_dir.empty() ? ReferenceModel() : quantmt::LoadTransformer(model_dir);
   if (!created.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(created.status().message()).c_str());
@@ -106,7 +113,13 @@ int main(int argc, char** argv) {
   nlohmann::json report = {
       {"model", shape},     {"device", device_name}, {"compute_type", compute_type},
       {"threads", threads}, {"length", length},      {"results", nlohmann::json::array()}};
-  std::printf("%6s %12s %12s %12s %10s\n", "batch", "tokens/s", "ms/batch", "ms/token", "vs CT2");
+  // Roofline of the reference shape on this machine kind (design notes): 71
+  // MFLOP per generated token against the 2-thread compute ceiling, and at
+  // small batches the weights streamed from memory once per step.
+  const double compute_ceiling = int8 ? 25384 : 6341;
+  const double memory_bound_per_row = int8 ? 4700 : 1178;
+  std::printf("%6s %12s %12s %12s %10s %10s\n", "batch", "tokens/s", "ms/batch", "ms/token",
+              "vs CT2", "roofline");
   for (int batch : batches) {
     std::vector<std::vector<int64_t>> sources(batch);
     for (auto& source : sources) {
@@ -138,12 +151,30 @@ int main(int argc, char** argv) {
         model_dir.empty()) {
       std::snprintf(ratio, sizeof(ratio), "%.2fx", tokens_per_second / reference.at(batch));
     }
-    std::printf("%6d %12.0f %12.2f %12.3f %10s\n", batch, tokens_per_second, median * 1e3,
-                median * 1e3 / length, ratio);
+    char roofline[32] = "-";
+    if (device_name == "cpu" && (int8 || compute_type == "float32") && model_dir.empty()) {
+      const double ceiling = std::min(compute_ceiling, memory_bound_per_row * batch);
+      std::snprintf(roofline, sizeof(roofline), "%.0f%%", 100.0 * tokens_per_second / ceiling);
+    }
+    std::printf("%6d %12.0f %12.2f %12.3f %10s %10s\n", batch, tokens_per_second, median * 1e3,
+                median * 1e3 / length, ratio, roofline);
     report["results"].push_back({{"batch_size", batch},
                                  {"tokens_per_second", tokens_per_second},
                                  {"seconds_per_batch", median}});
   }
   if (!json_path.empty()) std::ofstream(json_path) << report.dump(2) << "\n";
+  if (profile) {
+    for (int batch : batches) {
+      std::vector<std::vector<int64_t>> sources(batch, std::vector<int64_t>(length, 5));
+      for (auto& source : sources) source.back() = config.eos_id;
+      const bool available = quantmt::bench::PrintOpProfile(
+          [&] { quantmt::GreedySearch(*model, sources, options, device); }, 15,
+          "batch " + std::to_string(batch));
+      if (!available) {
+        std::fprintf(stderr, "this LibTorch has no op profiler\n");
+        break;
+      }
+    }
+  }
   return 0;
 }

@@ -44,10 +44,16 @@ void DequantizeRow(const int32_t* accumulators, int64_t cols, float row_scale,
   }
 }
 
+// Rows split across threads only when there is enough work to pay for a
+// parallel region (a batch-1 decoding step has one row).
+constexpr int64_t kParallelElements = 1 << 18;
+
 }  // namespace
 
-void QuantizeRowsSymmetric(const float* x, int64_t rows, int64_t cols, int8_t* codes,
-                           float* scales) {
+void QuantizeRowsSymmetric(const float* x, int64_t rows, int64_t cols, int8_t* codes, float* scales,
+                           int threads) {
+  const bool parallel = threads > 1 && rows > 1 && rows * cols >= kParallelElements;
+#pragma omp parallel for num_threads(threads) if (parallel) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     const float max_abs = MaxAbs(x + r * cols, cols);
     scales[r] = max_abs / 127.0f;
@@ -61,7 +67,9 @@ void QuantizeWithScale(const float* x, int64_t count, float scale, int8_t* codes
 
 void DequantizeAccumulators(const int32_t* accumulators, int64_t rows, int64_t cols,
                             const float* row_scales, float row_scale, const float* column_scales,
-                            const float* bias, float* out) {
+                            const float* bias, float* out, int threads) {
+  const bool parallel = threads > 1 && rows > 1 && rows * cols >= kParallelElements;
+#pragma omp parallel for num_threads(threads) if (parallel) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     DequantizeRow(accumulators + r * cols, cols, row_scales ? row_scales[r] : row_scale,
                   column_scales, bias, out + r * cols);
