@@ -158,7 +158,7 @@ int main(int argc, char** argv) {
   const double compute_ceiling = int8 ? 25384 : 6341;
   const double memory_bound_per_row = int8 ? 4700 : 1178;
   std::printf("%6s %12s %12s %12s %10s %10s\n", "batch", "tokens/s", "ms/batch", "ms/token",
-              "vs CT2", "roofline");
+              cuda_half ? "vs HF" : "vs CT2", "roofline");
   for (int batch : batches) {
     std::vector<std::vector<int64_t>> sources(batch);
     for (auto& source : sources) {
