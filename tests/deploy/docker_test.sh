@@ -60,15 +60,16 @@ fi
 # Names carry the PID of the run that made them: what a run killed on its
 # timeout left behind (its PID gone) is removed, a concurrent run's is not.
 prefix=quantmttest
+# Containers first: networks and volumes in use cannot go.
 {
-  docker ps -a --format '{{.Names}}'
-  docker network ls --format '{{.Name}}'
-  docker volume ls --format '{{.Name}}'
-} | sed -nE "s/^($prefix([0-9]+).*)/\2 \1/p" | while read -r pid name; do
+  docker ps -a --format 'container {{.Names}}'
+  docker network ls --format 'network {{.Name}}'
+  docker volume ls --format 'volume {{.Name}}'
+} | sed -nE "s/^([a-z]+) ($prefix([0-9]+).*)/\1 \3 \2/p" | while read -r kind pid name; do
   kill -0 "$pid" 2>/dev/null && continue
-  echo "removing $name, left by an earlier run"
-  docker rm -f "$name" >/dev/null 2>&1 || docker network rm "$name" >/dev/null 2>&1 ||
-    docker volume rm "$name" >/dev/null 2>&1 || true
+  echo "removing $kind $name, left by an earlier run"
+  docker "$kind" rm -f "$name" >/dev/null 2>&1 || docker "$kind" rm "$name" >/dev/null ||
+    echo "could not remove $kind $name"
 done
 
 step "base image $base_image"
@@ -80,6 +81,11 @@ if ! docker image inspect "$base_image" >/dev/null 2>&1; then
   fi
 fi
 
+# Prometheus's image builds beside quantmt's: both mostly wait on apt.
+step "build $prometheus_image (in the background)"
+build_image prometheus-image -f "$source_dir/deploy/docker/Dockerfile.prometheus-debian" \
+  --build-arg BASE_IMAGE="$base_image" -t "$prometheus_image" "$source_dir/deploy/docker" &
+prometheus_build=$!
 if [ "$image_from" = --from-source ]; then
   image=quantmt:test-source
   step "build $image from source (deploy/docker/Dockerfile)"
@@ -93,9 +99,8 @@ else
   build_image image -f "$source_dir/deploy/docker/Dockerfile.runtime" \
     --build-arg BASE_IMAGE="$base_image" -t "$image" "$work_dir/stage"
 fi
-step "build $prometheus_image"
-build_image prometheus-image -f "$source_dir/deploy/docker/Dockerfile.prometheus-debian" \
-  --build-arg BASE_IMAGE="$base_image" -t "$prometheus_image" "$source_dir/deploy/docker"
+
+wait "$prometheus_build" || fail "the Prometheus image did not build"
 
 step "runtime libraries and user"
 missing=$(docker run --rm --entrypoint sh "$image" -c \
@@ -177,7 +182,7 @@ while pending and time.time() < deadline:
 if pending:
     sys.exit(f"not seen in 90 s: {list(pending.values())}")
 PY
-step "compose down"
-"${compose[@]}" down -v
+step "clean up"
+cleanup
 trap - EXIT
 step "PASS: image $image ($(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1/1e6}')), container and Compose stack"
