@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Fills a staging folder, the build context of Dockerfile.runtime, from a
 # build tree: `cmake --install` into STAGE_DIR/quantmt, the Debian packages
-# its binaries load (runtime-packages.sh) and the default model. Replaces
-# what STAGE_DIR held.
+# its binaries load (runtime-packages.sh) and the default model. STAGE_DIR is
+# new, empty, or an earlier stage, which it replaces.
 #   deploy/docker/stage-build.sh BUILD_DIR STAGE_DIR
 set -euo pipefail
 [ $# -eq 2 ] || { echo "usage: $0 BUILD_DIR STAGE_DIR" >&2; exit 2; }
@@ -21,6 +21,11 @@ fi
 [ -f "$build_dir/cmake_install.cmake" ] ||
   { echo "stage-build: $build_dir is not a configured build tree (run scripts/build.sh)" >&2; exit 1; }
 
+packages_list=quantmt/share/quantmt/runtime-packages.txt
+if [ -d "$stage_dir" ] && [ -n "$(ls -A "$stage_dir")" ] && [ ! -f "$stage_dir/$packages_list" ]; then
+  echo "stage-build: $stage_dir holds other files; give a new or empty folder" >&2
+  exit 1
+fi
 rm -rf "$stage_dir"
 mkdir -p "$stage_dir/models"
 prefix=$(cd "$stage_dir" && pwd)/quantmt
@@ -31,5 +36,5 @@ for program in quantmt-server quantmt-health-probe; do
 done
 mkdir -p "$prefix/share/quantmt"
 "$source_dir/deploy/docker/runtime-packages.sh" "$prefix"/bin/* "$prefix"/lib/quantmt/*.so \
-  >"$prefix/share/quantmt/runtime-packages.txt"
+  >"$stage_dir/$packages_list"
 cp -r "$source_dir/models/default" "$stage_dir/models/default"
