@@ -42,8 +42,8 @@ build_image() {
   docker build "$@" >"$log" 2>&1 || { tail -n 40 "$log"; fail "docker build failed: $log"; }
 }
 free_port() { $python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# Every host port of the running containers named by the filter, as
-# "127.0.0.1:PORT" lines; the test fails on any other address.
+# Fails unless every port that the containers matching a `docker ps` filter
+# publish is bound to 127.0.0.1.
 loopback_only() {
   local ports
   ports=$(docker ps --filter "$1" --format '{{.Ports}}' | tr ',' '\n' | grep -- '->' || true)
@@ -58,7 +58,8 @@ if ! "$source_dir/deploy/docker/install-docker.sh"; then
 fi
 
 # Names carry the PID of the run that made them: what a run killed on its
-# timeout left behind (its PID gone) is removed, a concurrent run's is not.
+# timeout left behind (its PID gone, or now ours) is removed, a concurrent
+# run's is not.
 prefix=quantmttest
 # Containers first: networks and volumes in use cannot go.
 {
@@ -66,7 +67,7 @@ prefix=quantmttest
   docker network ls --format 'network {{.Name}}'
   docker volume ls --format 'volume {{.Name}}'
 } | sed -nE "s/^([a-z]+) ($prefix([0-9]+).*)/\1 \3 \2/p" | while read -r kind pid name; do
-  kill -0 "$pid" 2>/dev/null && continue
+  [ "$pid" != $$ ] && kill -0 "$pid" 2>/dev/null && continue
   echo "removing $kind $name, left by an earlier run"
   docker "$kind" rm -f "$name" >/dev/null 2>&1 || docker "$kind" rm "$name" >/dev/null ||
     echo "could not remove $kind $name"
