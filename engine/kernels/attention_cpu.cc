@@ -5,13 +5,7 @@
 #include <limits>
 #include <vector>
 
-// Compiled for AVX-512, AVX2 and baseline x86-64; the loader picks the best
-// the CPU has (as in int8_rows.cc).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define QUANTMT_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define QUANTMT_VECTOR_CLONES
-#endif
+#include "kernels/vector_clones.h"
 
 namespace quantmt::kernels {
 namespace {

@@ -3,14 +3,10 @@
 #include <algorithm>
 #include <cmath>
 
-// Compiled for AVX-512, AVX2 and baseline x86-64; the loader picks the best
-// the CPU has. These loops are O(rows * cols) beside the GEMM's
+#include "kernels/vector_clones.h"
+
+// Vector clones: these loops are O(rows * cols) beside the GEMM's
 // O(rows * cols * n), but at batch-1 decoding they are not free.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define QUANTMT_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define QUANTMT_VECTOR_CLONES
-#endif
 
 namespace quantmt::kernels {
 namespace {

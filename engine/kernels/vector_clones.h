@@ -1,0 +1,10 @@
+// QUANTMT_VECTOR_CLONES before a function compiles it for AVX-512, AVX2 and
+// baseline x86-64; the loader picks the best the CPU has (GCC on x86-64;
+// elsewhere the plain build).
+#pragma once
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define QUANTMT_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define QUANTMT_VECTOR_CLONES
+#endif
