@@ -84,7 +84,12 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch_sizes", default="1,8,32,64")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--stages", default="quality,speed",
+                        help="what to measure now: quality (BLEU/chrF and peak RSS), speed, or "
+                             "both; a stage left out reuses the results of an earlier run in "
+                             "--output (speed wants a quiet machine, quality does not)")
     args = parser.parse_args()
+    stages = set(args.stages.split(","))
     os.makedirs(args.output, exist_ok=True)
     log = sys.stderr
     evaluate = os.path.join(args.build, "train", "quantmt-evaluate")
@@ -100,17 +105,22 @@ def main():
         print(f"[{index + 1}/{len(models)}] {label}: {model_dir}", file=log, flush=True)
         path, config = weights_path(model_dir)
         report_path = os.path.join(args.output, f"evaluate-{label}.json")
-        command = [evaluate, "-m", model_dir, "-d", args.data, "--json", report_path,
-                   "--beam_size", str(args.beam_size), "--threads", str(args.threads),
-                   "--max_lines", str(args.max_lines)]
-        print("+ " + " ".join(command), file=log, flush=True)
-        rss = peak_rss(command)
+        rss_path = os.path.join(args.output, f"rss-{label}.json")
+        if "quality" in stages:
+            command = [evaluate, "-m", model_dir, "-d", args.data, "--json", report_path,
+                       "--beam_size", str(args.beam_size), "--threads", str(args.threads),
+                       "--max_lines", str(args.max_lines)]
+            print("+ " + " ".join(command), file=log, flush=True)
+            json.dump({"peak_rss_bytes": peak_rss(command)}, open(rss_path, "w"))
         report = json.load(open(report_path))
+        rss = json.load(open(rss_path))["peak_rss_bytes"]
         speed_path = os.path.join(args.output, f"speed-{label}.json")
-        run([bench, "--model", model_dir, "--threads", str(args.threads), "--runs",
-                      str(args.runs), "--batch_sizes", *args.batch_sizes.split(","),
-                      "--json", speed_path], log)
-        speed = json.load(open(speed_path))
+        if "speed" in stages:
+            run([bench, "--model", model_dir, "--threads", str(args.threads), "--runs",
+                 str(args.runs), "--batch_sizes", *args.batch_sizes.split(","),
+                 "--json", speed_path], log)
+        speed = (json.load(open(speed_path)) if os.path.exists(speed_path)
+                 else {"results": []})
         sets = report["sets"]
         def mean(key, inside):
             values = [s[key] for s in sets if (s["domain"] in in_domain) == inside]

@@ -16,10 +16,13 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "decoding/cuda_graph_decoder.h"
 #include "decoding/search.h"
 #include "model/int8_convert.h"
 #include "model/model_io.h"
 #include "model/transformer.h"
+#include "op_profile.h"
+#include "serving/allocator_tuning.h"
 
 namespace {
 
@@ -47,7 +50,7 @@ int main(int argc, char** argv) {
   app.add_option("--batch_sizes", batches)->delimiter(',');
   app.add_option("--length", length, "Source and generated tokens")->capture_default_str();
   app.add_option("--device", device_name, "cpu or cuda")->capture_default_str();
-  bool int8_embeddings = true, prepare = true;
+  bool int8_embeddings = true, prepare = true, profile = false;
   app.add_option("--compute_type", compute_type,
                  "float32, float16, bfloat16, or int8 (CPU: dynamic INT8, quantized in memory "
                  "as quantmt-quantize does)")
@@ -57,13 +60,28 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--model", model_dir, "A model directory instead of the reference shape");
   app.add_option("--json", json_path, "Also write the results as JSON here");
+  std::string decoder_name = "eager";
+  bool graph_encoder = true;
+  app.add_option("--decoder", decoder_name,
+                 "eager (StepDecoder), graphs (CUDA graph decoder) or static (its static-shape "
+                 "step launched op by op)")
+      ->check(CLI::IsMember({"eager", "graphs", "static"}))
+      ->capture_default_str();
+  app.add_option("--graph_encoder", graph_encoder,
+                 "With --decoder graphs: capture the encoder pass too")
+      ->capture_default_str();
   app.add_option("--prepare", prepare,
                  "Prepare layers for inference as the Translator does (CPU float32: oneDNN "
                  "matmul; false keeps LibTorch/OpenBLAS, for comparison)")
       ->capture_default_str();
+  app.add_option("--profile", profile,
+                 "After the timings, run each batch size once more under LibTorch's op profiler "
+                 "and print where the time goes")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   torch::set_num_threads(threads);
+  quantmt::KeepFreedMemoryForReuse();  // as the serving engine does
   auto created = model_dir.empty() ? ReferenceModel() : quantmt::LoadTransformer(model_dir);
   if (!created.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(created.status().message()).c_str());
@@ -94,19 +112,53 @@ int main(int argc, char** argv) {
 
   quantmt::SearchOptions options;  // greedy, exactly `length` tokens
   options.min_length = options.max_length = length;
+  std::unique_ptr<quantmt::CudaGraphDecoder> graph_decoder;
+  if (decoder_name != "eager") {
+    quantmt::CudaGraphDecoderOptions graph_options;
+    graph_options.capture_graphs = decoder_name == "graphs";
+    graph_options.capture_encoder = graph_encoder;
+    auto created_decoder = quantmt::CudaGraphDecoder::Create(*model, graph_options);
+    if (!created_decoder.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(created_decoder.status().message()).c_str());
+      return 1;
+    }
+    graph_decoder = std::move(*created_decoder);
+  }
+  auto decode = [&](const std::vector<std::vector<int64_t>>& sources) {
+    if (!graph_decoder) return quantmt::GreedySearch(*model, sources, options, device);
+    auto results = graph_decoder->GreedySearch(sources, options);
+    if (!results.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(results.status().message()).c_str());
+      std::exit(1);
+    }
+    return std::move(*results);
+  };
 
   // Reference figures of CTranslate2 4.8.1 (FP32 and INT8, oneDNN, 2
-  // threads) on the same 2-vCPU machine kind, from the project's design notes.
+  // threads) on the same 2-vCPU machine kind, from the project's design notes;
+  // on CUDA float16, Hugging Face transformers generate() (FP16) on the same
+  // shape on an H100, from the same notes.
+  const bool cuda_half = device_name == "cuda" && compute_type == "float16";
   const std::map<int, double> reference =
-      int8 ? std::map<int, double>{{1, 340}, {8, 1193}, {32, 4253}, {64, 5189}}
-           : std::map<int, double>{{1, 233}, {8, 875}, {32, 1677}, {64, 2526}};
+      cuda_half ? std::map<int, double>{{1, 246}, {8, 2431}, {32, 11639}, {64, 22825}, {256, 89751}}
+      : int8    ? std::map<int, double>{{1, 340}, {8, 1193}, {32, 4253}, {64, 5189}}
+                : std::map<int, double>{{1, 233}, {8, 875}, {32, 1677}, {64, 2526}};
   const std::string shape = model_dir.empty() ? "reference shape" : model_dir;
-  std::printf("quantmt greedy decoding, %s, %s %s, %d threads, LibTorch %s\n", shape.c_str(),
-              device_name.c_str(), compute_type.c_str(), threads, TORCH_VERSION);
+  std::printf("quantmt greedy decoding, %s, %s %s, %s decoder%s, %d threads, LibTorch %s\n",
+              shape.c_str(), device_name.c_str(), compute_type.c_str(), decoder_name.c_str(),
+              decoder_name == "graphs" && !graph_encoder ? " (encoder op by op)" : "", threads,
+              TORCH_VERSION);
+  if (cuda_half) std::printf("ratio column: vs Hugging Face generate() FP16 on an H100\n");
   nlohmann::json report = {
       {"model", shape},     {"device", device_name}, {"compute_type", compute_type},
       {"threads", threads}, {"length", length},      {"results", nlohmann::json::array()}};
-  std::printf("%6s %12s %12s %12s %10s\n", "batch", "tokens/s", "ms/batch", "ms/token", "vs CT2");
+  // Roofline of the reference shape on this machine kind (design notes): 71
+  // MFLOP per generated token against the 2-thread compute ceiling, and at
+  // small batches the weights streamed from memory once per step.
+  const double compute_ceiling = int8 ? 25384 : 6341;
+  const double memory_bound_per_row = int8 ? 4700 : 1178;
+  std::printf("%6s %12s %12s %12s %10s %10s\n", "batch", "tokens/s", "ms/batch", "ms/token",
+              cuda_half ? "vs HF" : "vs CT2", "roofline");
   for (int batch : batches) {
     std::vector<std::vector<int64_t>> sources(batch);
     for (auto& source : sources) {
@@ -118,7 +170,7 @@ int main(int argc, char** argv) {
     std::vector<double> seconds;
     for (int run = 0; run <= runs; ++run) {  // run 0 warms up
       const auto start = std::chrono::steady_clock::now();
-      auto results = quantmt::GreedySearch(*model, sources, options, device);
+      auto results = decode(sources);
       if (device.is_cuda()) torch::cuda::synchronize();
       const double elapsed =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -134,16 +186,35 @@ int main(int argc, char** argv) {
     const double median = seconds[seconds.size() / 2];
     const double tokens_per_second = batch * length / median;
     char ratio[32] = "-";
-    if (reference.count(batch) && device_name == "cpu" && (int8 || compute_type == "float32") &&
+    if (reference.count(batch) &&
+        (cuda_half || (device_name == "cpu" && (int8 || compute_type == "float32"))) &&
         model_dir.empty()) {
       std::snprintf(ratio, sizeof(ratio), "%.2fx", tokens_per_second / reference.at(batch));
     }
-    std::printf("%6d %12.0f %12.2f %12.3f %10s\n", batch, tokens_per_second, median * 1e3,
-                median * 1e3 / length, ratio);
+    char roofline[32] = "-";
+    if (device_name == "cpu" && (int8 || compute_type == "float32") && model_dir.empty()) {
+      const double ceiling = std::min(compute_ceiling, memory_bound_per_row * batch);
+      std::snprintf(roofline, sizeof(roofline), "%.0f%%", 100.0 * tokens_per_second / ceiling);
+    }
+    std::printf("%6d %12.0f %12.2f %12.3f %10s %10s\n", batch, tokens_per_second, median * 1e3,
+                median * 1e3 / length, ratio, roofline);
     report["results"].push_back({{"batch_size", batch},
                                  {"tokens_per_second", tokens_per_second},
                                  {"seconds_per_batch", median}});
   }
   if (!json_path.empty()) std::ofstream(json_path) << report.dump(2) << "\n";
+  if (profile) {
+    for (int batch : batches) {
+      std::vector<std::vector<int64_t>> sources(batch, std::vector<int64_t>(length, 5));
+      for (auto& source : sources) source.back() = config.eos_id;
+      const bool available = quantmt::bench::PrintOpProfile(
+          [&] { quantmt::GreedySearch(*model, sources, options, device); }, 15,
+          "batch " + std::to_string(batch));
+      if (!available) {
+        std::fprintf(stderr, "this LibTorch has no op profiler\n");
+        break;
+      }
+    }
+  }
   return 0;
 }

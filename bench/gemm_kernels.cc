@@ -114,26 +114,32 @@ int main(int argc, char** argv) {
         return std::string(text);
       };
       const std::string na = "n/a";
-      std::printf("%5lld %5lldx%-5lld %16s %16s %16s %16s %16s %16s\n", static_cast<long long>(m),
-                  static_cast<long long>(n), static_cast<long long>(k),
-                  cell([&] { quantmt::DenseForward(x, weight, bias); }, kPeakFp32).c_str(),
-                  fp32_dnnl.ok()
-                      ? cell([&] { (*fp32_dnnl)->Run(x.data_ptr(), m, out.data_ptr(), threads); },
-                             kPeakFp32)
-                            .c_str()
-                      : na.c_str(),
-                  cell(
-                      [&] {
-                        CallOp("quantized::linear_dynamic", {x, packed, false});
-                      },
-                      kPeakInt8)
-                      .c_str(),
-                  int8_dnnl.ok()
-                      ? cell([&] { (*int8_dnnl)->Run(x8.data_ptr(), m, acc.data_ptr(), threads); },
-                             kPeakInt8)
-                            .c_str()
-                      : na.c_str(),
-                  cell([&] { layer.Forward(x); }, kPeakInt8).c_str());
+      std::printf(
+          "%5lld %5lldx%-5lld %16s %16s %16s %16s %16s %16s\n", static_cast<long long>(m),
+          static_cast<long long>(n), static_cast<long long>(k),
+          cell([&] { quantmt::DenseForward(x, weight, bias); }, kPeakFp32).c_str(),
+          fp32_dnnl.ok()
+              ? cell([&] { (*fp32_dnnl)->Run(x.data_ptr(), m, out.data_ptr(), threads); },
+                     kPeakFp32)
+                    .c_str()
+              : na.c_str(),
+          cell(
+              [&] {
+                CallOp("quantized::linear_dynamic", {x, packed, false});
+              },
+              kPeakInt8)
+              .c_str(),
+          int8_dnnl.ok()
+              ? cell([&] { (*int8_dnnl)->Run(x8.data_ptr(), m, acc.data_ptr(), threads); },
+                     kPeakInt8)
+                    .c_str()
+              : na.c_str(),
+          vnni
+              ? cell([&] { vnni->Run(x8.data_ptr<int8_t>(), m, acc.data_ptr<int32_t>(), threads); },
+                     kPeakInt8)
+                    .c_str()
+              : na.c_str(),
+          cell([&] { layer.Forward(x); }, kPeakInt8).c_str());
       std::fflush(stdout);
     }
   }

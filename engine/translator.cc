@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "decoding/cuda_graph_decoder.h"
 #include "decoding/search.h"
 #include "serving/loaded_model.h"
 
@@ -15,7 +16,14 @@ namespace {
 
 class TranslatorImpl : public Translator {
  public:
-  explicit TranslatorImpl(std::shared_ptr<LoadedModel> model) : model_(std::move(model)) {}
+  explicit TranslatorImpl(std::shared_ptr<LoadedModel> model) : model_(std::move(model)) {
+    // Greedy search on a GPU runs on CUDA graphs where the model allows
+    // (float weights); otherwise, and for beam search, the eager path serves.
+    if (model_->device.is_cuda()) {
+      auto graphs = CudaGraphDecoder::Create(*model_->transformer);
+      if (graphs.ok()) graph_decoder_ = std::move(*graphs);
+    }
+  }
 
   absl::StatusOr<std::vector<TranslationResult>> Translate(
       const std::vector<std::string>& sentences, const TranslationOptions& options) override {
@@ -66,7 +74,12 @@ class TranslatorImpl : public Translator {
         for (size_t k = begin; k < end; ++k) {
           batch.emplace_back(sources[order[k]].begin(), sources[order[k]].end());
         }
-        SearchResults found = Search(*model_->transformer, batch, search, model_->device);
+        SearchResults found;
+        if (graph_decoder_ && search.beam_size == 1) {
+          ASSIGN_OR_RETURN(found, graph_decoder_->GreedySearch(batch, search));
+        } else {
+          found = Search(*model_->transformer, batch, search, model_->device);
+        }
         for (size_t k = begin; k < end; ++k) {
           for (auto& hypothesis : found[k - begin]) {
             Hypothesis out;
@@ -88,6 +101,7 @@ class TranslatorImpl : public Translator {
 
  private:
   std::shared_ptr<LoadedModel> model_;
+  std::unique_ptr<CudaGraphDecoder> graph_decoder_;  // CUDA float models only
 };
 
 }  // namespace

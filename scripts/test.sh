@@ -14,9 +14,10 @@ if [ -z "${QUANTMT_DATA_DIR:-}" ] && [ -d ../shared/data ]; then
   export QUANTMT_DATA_DIR=$(cd ../shared/data && pwd)
 fi
 export OMP_WAIT_POLICY=PASSIVE
-# The Docker image test (label docker) builds the whole tree again inside an
-# image: run it with `ctest --test-dir build -L docker` (deploy/README.md).
-ctest --test-dir "$build_dir" --output-on-failure -j"$(nproc)" -LE docker
+# deploy_docker_test packages this build into an image (a few minutes). The
+# image built from source (label docker-full) compiles the whole tree again
+# inside Docker: run it with `ctest --test-dir build -L docker-full`.
+ctest --test-dir "$build_dir" --output-on-failure -j"$(nproc)" -LE docker-full
 # Then the tests without LibTorch under ASan+UBSan, in their own build: they
 # compile in minutes (README, Sanitizers, has the whole-suite command).
 if [ "${QUANTMT_ASAN_TESTS:-1}" != 0 ]; then

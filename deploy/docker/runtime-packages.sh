@@ -7,20 +7,26 @@
 set -euo pipefail
 [ $# -gt 0 ] || { echo "usage: $0 ELF..." >&2; exit 2; }
 
-libs=()
+elfs=()
 for elf in "$@"; do
-  [ "$(od -An -c -N4 "$elf" | tr -d ' ')" = "177ELF" ] || continue
-  while read -r line; do
-    case $line in
-      *"not found"*) echo "runtime-packages: $elf: $line" >&2; exit 1 ;;
-      *"=> /"*) line=${line#*=> } ;;
-      /*) ;;
-      *) continue ;;
-    esac
-    libs+=("$(readlink -f "${line%% *}")")
-  done < <(ldd "$elf")
+  [ "$(od -An -c -N4 "$elf" | tr -d ' ')" = "177ELF" ] && elfs+=("$elf")
 done
-mapfile -t libs < <(printf '%s\n' "${libs[@]}" | sort -u)
+[ ${#elfs[@]} -gt 0 ] || exit 0
+# One ldd for all files: it heads each file's libraries, indented lines of
+# "name => /path (address)" or "/path (address)", with a "FILE:" line. A
+# file that is not dynamic makes it exit non-zero but has no libraries.
+listing=$(ldd "${elfs[@]}" 2>&1) || true
+[ ${#elfs[@]} -gt 1 ] || listing="${elfs[0]}:"$'\n'"$listing"
+missing=$(awk '/^[^\t]/ {file = $0} /not found/ {print file $0}' <<<"$listing")
+[ -z "$missing" ] || { echo "runtime-packages: not found: $missing" >&2; exit 1; }
+# Resolved in one readlink call: a fork per library takes a minute here.
+mapfile -t libs < <(awk '/^\t/ {
+    lib = substr($0, 2)
+    if (lib ~ /=> \//) sub(/.*=> /, "", lib)
+    else if (lib !~ /^\//) next
+    sub(/ \(0x[0-9a-f]+\)$/, "", lib)
+    print lib
+  }' <<<"$listing" | sort -u | xargs -r -d '\n' readlink -f | sort -u)
 
 # dpkg records some libraries under /lib, some under /usr/lib (merged /usr):
 # ask for both spellings of each in one query, which is much faster than one
@@ -28,8 +34,8 @@ mapfile -t libs < <(printf '%s\n' "${libs[@]}" | sort -u)
 candidates=()
 for lib in "${libs[@]}"; do candidates+=("$lib" "${lib#/usr}"); done
 owners=$(dpkg-query -S "${candidates[@]}" 2>/dev/null || true)
-for lib in "${libs[@]}"; do
-  awk -v a="$lib" -v b="${lib#/usr}" -F': ' '$2 == a || $2 == b {found = 1} END {exit !found}' \
-    <<<"$owners" || { echo "runtime-packages: $lib belongs to no Debian package" >&2; exit 1; }
-done
+unowned=$(awk -F': ' 'NR == FNR {owned[$2]; next}
+  {short = $0; sub(/^\/usr/, "", short)} !($0 in owned) && !(short in owned)' \
+  <(printf '%s\n' "$owners") <(printf '%s\n' "${libs[@]}"))
+[ -z "$unowned" ] || { echo "runtime-packages: in no Debian package: $unowned" >&2; exit 1; }
 sed -E 's/^([^:,]+).*/\1/' <<<"$owners" | sort -u

@@ -3,17 +3,10 @@
 #include <algorithm>
 #include <cmath>
 
-// Compiled for AVX-512, AVX2 and baseline x86-64; the loader picks the best
-// the CPU has. These loops are O(rows * cols) beside the GEMM's
-// O(rows * cols * n), but at batch-1 decoding they are not free. Not under
-// sanitizers: GCC instruments the clones' resolvers, which the loader runs
-// before the sanitizer runtime is set up (a crash at startup).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
-#define QUANTMT_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define QUANTMT_VECTOR_CLONES
-#endif
+#include "kernels/vector_clones.h"
+
+// Vector clones: these loops are O(rows * cols) beside the GEMM's
+// O(rows * cols * n), but at batch-1 decoding they are not free.
 
 namespace quantmt::kernels {
 namespace {
@@ -28,7 +21,10 @@ void QuantizeRow(const float* x, int64_t count, float inverse_scale, int8_t* cod
 
 QUANTMT_VECTOR_CLONES
 float MaxAbs(const float* x, int64_t count) {
+  // Without the simd reduction GCC keeps this scalar (std::max's NaN order),
+  // one dependent max per element.
   float result = 0.0f;
+#pragma omp simd reduction(max : result)
   for (int64_t i = 0; i < count; ++i) result = std::max(result, std::fabs(x[i]));
   return result;
 }
@@ -47,10 +43,16 @@ void DequantizeRow(const int32_t* accumulators, int64_t cols, float row_scale,
   }
 }
 
+// Rows split across threads only when there is enough work to pay for a
+// parallel region (a batch-1 decoding step has one row).
+constexpr int64_t kParallelElements = 1 << 18;
+
 }  // namespace
 
-void QuantizeRowsSymmetric(const float* x, int64_t rows, int64_t cols, int8_t* codes,
-                           float* scales) {
+void QuantizeRowsSymmetric(const float* x, int64_t rows, int64_t cols, int8_t* codes, float* scales,
+                           int threads) {
+  const bool parallel = threads > 1 && rows > 1 && rows * cols >= kParallelElements;
+#pragma omp parallel for num_threads(threads) if (parallel) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     const float max_abs = MaxAbs(x + r * cols, cols);
     scales[r] = max_abs / 127.0f;
@@ -64,7 +66,9 @@ void QuantizeWithScale(const float* x, int64_t count, float scale, int8_t* codes
 
 void DequantizeAccumulators(const int32_t* accumulators, int64_t rows, int64_t cols,
                             const float* row_scales, float row_scale, const float* column_scales,
-                            const float* bias, float* out) {
+                            const float* bias, float* out, int threads) {
+  const bool parallel = threads > 1 && rows > 1 && rows * cols >= kParallelElements;
+#pragma omp parallel for num_threads(threads) if (parallel) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     DequantizeRow(accumulators + r * cols, cols, row_scales ? row_scales[r] : row_scale,
                   column_scales, bias, out + r * cols);

@@ -1,7 +1,11 @@
 #include "model/attention.h"
 
+#include <ATen/record_function.h>
+
 #include <algorithm>
 #include <cmath>
+
+#include "kernels/attention_cpu.h"
 
 namespace quantmt {
 
@@ -62,22 +66,52 @@ torch::Tensor MultiHeadAttention::SplitHeads(const torch::Tensor& x) const {
   return x.view({x.size(0), x.size(1), heads_, head_dim_}).transpose(1, 2);
 }
 
+namespace {
+
+kernels::HeadsView HeadsOf(const torch::Tensor& x) {
+  return {x.data_ptr<float>(), x.stride(0), x.stride(1), x.stride(2)};
+}
+
+// Inference on the CPU in float32 with the head dimension contiguous and a
+// mask that does not vary by head: the fused kernel applies.
+bool FusedKernelApplies(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                        const torch::Tensor& mask) {
+  if (torch::GradMode::is_enabled() || !q.is_cpu()) return false;
+  for (const auto* x : {&q, &k, &v}) {
+    if (x->scalar_type() != torch::kFloat32 || x->stride(3) != 1) return false;
+  }
+  return !mask.defined() || (mask.is_cpu() && mask.scalar_type() == torch::kFloat32 &&
+                             (mask.dim() < 3 || mask.size(-3) == 1));
+}
+
+}  // namespace
+
 torch::Tensor MultiHeadAttention::Attend(const torch::Tensor& q, const torch::Tensor& k,
                                          const torch::Tensor& v, const torch::Tensor& mask,
                                          double dropout) {
+  if ((dropout == 0 || !is_training()) && FusedKernelApplies(q, k, v, mask)) {
+    RECORD_FUNCTION("quantmt::attention", std::vector<c10::IValue>());
+    const kernels::AttentionShape shape{q.size(0), heads_, q.size(2), k.size(2), head_dim_};
+    kernels::MaskView mask_view;
+    torch::Tensor expanded;
+    if (mask.defined()) {
+      expanded = mask.expand({shape.batch, 1, shape.queries, shape.keys});
+      mask_view = {expanded.data_ptr<float>(), expanded.stride(0), expanded.stride(2),
+                   expanded.stride(3)};
+    }
+    auto context = torch::empty({shape.batch, shape.queries, heads_ * head_dim_}, q.options());
+    kernels::AttentionForward(HeadsOf(q), HeadsOf(k), HeadsOf(v), mask_view, shape,
+                              static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim_))),
+                              context.data_ptr<float>(), at::get_num_threads());
+    return out_proj_->Forward(context);
+  }
   // q is scaled before the product: the same result, fewer multiplications.
   auto scaled = q * (1.0 / std::sqrt(static_cast<double>(head_dim_)));
-  // One query position on the CPU (a decoding step): batched matmul would
-  // issue one tiny BLAS call per (sentence, head); broadcast multiply-and-sum
-  // does the same arithmetic in two vectorized passes.
-  const bool single_query = q.size(2) == 1 && q.is_cpu() && !torch::GradMode::is_enabled();
-  auto scores = single_query ? (scaled * k).sum(-1, /*keepdim=*/true).transpose(-2, -1)
-                             : torch::matmul(scaled, k.transpose(-2, -1));
+  auto scores = torch::matmul(scaled, k.transpose(-2, -1));
   if (mask.defined()) scores = scores + mask;
   auto weights = torch::softmax(scores, -1);
   if (dropout > 0 && is_training()) weights = torch::dropout(weights, dropout, true);
-  auto context = single_query ? (weights.transpose(-2, -1) * v).sum(-2, /*keepdim=*/true)
-                              : torch::matmul(weights, v);  // [B, H, Tq, D]
+  auto context = torch::matmul(weights, v);  // [B, H, Tq, D]
   context = context.transpose(1, 2).reshape({q.size(0), q.size(2), heads_ * head_dim_});
   return out_proj_->Forward(context);
 }

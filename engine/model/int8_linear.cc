@@ -1,5 +1,7 @@
 #include "model/int8_linear.h"
 
+#include <ATen/record_function.h>
+
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <vector>
@@ -120,6 +122,7 @@ torch::Tensor Int8Linear::ForwardDequantized(const torch::Tensor& input,
 }
 
 torch::Tensor Int8Linear::ForwardCpuInt8(const torch::Tensor& input) {
+  RECORD_FUNCTION("quantmt::int8_linear", std::vector<c10::IValue>());
   const int64_t in = in_features(), out = out_features();
   TORCH_CHECK(input.size(-1) == in, "Int8Linear: input has ", input.size(-1),
               " features, expected ", in);
@@ -135,7 +138,8 @@ torch::Tensor Int8Linear::ForwardCpuInt8(const torch::Tensor& input) {
   const bool dynamic = mode_ == Int8Mode::kDynamic;
   if (dynamic) {
     row_scales.resize(rows);
-    kernels::QuantizeRowsSymmetric(x.data_ptr<float>(), rows, in, codes.data(), row_scales.data());
+    kernels::QuantizeRowsSymmetric(x.data_ptr<float>(), rows, in, codes.data(), row_scales.data(),
+                                   at::get_num_threads());
   } else {
     kernels::QuantizeWithScale(x.data_ptr<float>(), rows * in, input_scale_value_, codes.data());
   }
@@ -144,7 +148,7 @@ torch::Tensor Int8Linear::ForwardCpuInt8(const torch::Tensor& input) {
   kernels::DequantizeAccumulators(
       accumulators.data(), rows, out, dynamic ? row_scales.data() : nullptr, input_scale_value_,
       weight_scale_.data_ptr<float>(), bias_.defined() ? bias_.data_ptr<float>() : nullptr,
-      output.data_ptr<float>());
+      output.data_ptr<float>(), at::get_num_threads());
   auto sizes = input.sizes().vec();
   sizes.back() = out;
   return output.view(sizes);

@@ -1,5 +1,7 @@
 #include "model/linear.h"
 
+#include <ATen/record_function.h>
+
 #include <cmath>
 #include <stdexcept>
 
@@ -45,6 +47,8 @@ void FloatLinear::PrepareForInference() {
 torch::Tensor FloatLinear::Forward(const torch::Tensor& input) {
   if (matmul_ && input.is_cpu() && input.scalar_type() == torch::kFloat32 &&
       !torch::GradMode::is_enabled() && weight_.is_cpu()) {
+    // Named for the op profiler (quantmt-bench-decode --profile).
+    RECORD_FUNCTION("quantmt::float_linear", std::vector<c10::IValue>());
     auto x = input.reshape({-1, weight_.size(1)}).contiguous();
     auto output = torch::empty({x.size(0), weight_.size(0)});
     matmul_->Run(x.data_ptr(), x.size(0), output.data_ptr(), at::get_num_threads());

@@ -1,5 +1,7 @@
 #include "model/pq_linear.h"
 
+#include <ATen/record_function.h>
+
 #include <algorithm>
 #include <cstdlib>
 
@@ -125,6 +127,7 @@ void PqLinear::PrepareForInference() {
 }
 
 torch::Tensor PqLinear::Forward(const torch::Tensor& input) {
+  RECORD_FUNCTION("quantmt::pq_linear", std::vector<c10::IValue>());
   if (kernel_ == DaqKernel::kLookup && input.is_cpu() && input.scalar_type() == torch::kFloat32) {
     if (!centroid_cache_.defined()) {
       torch::NoGradGuard no_grad;

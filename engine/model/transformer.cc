@@ -49,7 +49,9 @@ torch::Tensor FeedForward::Forward(const torch::Tensor& x, double activation_dro
   auto h = fc1_->Forward(x);
   switch (activation_) {
     case Activation::kRelu:
-      h = torch::relu(h);
+      // In place at inference: fc1's output is ours, and a second
+      // [tokens, ffn_dim] buffer would only add memory traffic.
+      h = torch::GradMode::is_enabled() ? torch::relu(h) : torch::relu_(h);
       break;
     case Activation::kGelu:
       h = torch::gelu(h);

@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "serving/allocator_tuning.h"
 #include "serving/engine_impl.h"
 #include "serving/loaded_model.h"
 #include "serving/request_state.h"
@@ -97,6 +98,7 @@ class EngineImpl : public Engine {
 }  // namespace
 
 std::unique_ptr<Engine> CreateEngine(const EngineOptions& options, ModelRepository::Loader loader) {
+  KeepFreedMemoryForReuse();
   return std::make_unique<EngineImpl>(options, std::move(loader));
 }
 

@@ -167,6 +167,22 @@ class ComposeTest(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
 
 
+class DockerfileTest(unittest.TestCase):
+    RUNTIME_STAGE = "\nFROM ${BASE_IMAGE} AS runtime\n"
+
+    def runtime_stage(self, name):
+        """The Dockerfile from its runtime stage's FROM line to the end."""
+        with open(path("docker", name)) as f:
+            text = f.read()
+        self.assertIn(self.RUNTIME_STAGE, text, f"{name} has no runtime stage")
+        return text[text.index(self.RUNTIME_STAGE):]
+
+    def test_both_images_share_the_runtime_stage(self):
+        # The image compiled in Docker and the one packaged from a build may
+        # differ only in where /opt/quantmt comes from.
+        self.assertEqual(self.runtime_stage("Dockerfile"), self.runtime_stage("Dockerfile.runtime"))
+
+
 class KubernetesTest(unittest.TestCase):
     def setUp(self):
         self.docs = {}

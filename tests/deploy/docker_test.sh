@@ -4,38 +4,74 @@
 # a Prometheus image from Debian's package, then checks that
 #  - every binary in the image finds its libraries, and it runs as non-root;
 #  - the container turns healthy (HEALTHCHECK through grpc.health.v1), answers
-#    a Translate call and a health check from the host, and exits 0 on SIGTERM;
-#  - `docker-compose up` brings quantmt + Prometheus up, and Prometheus scrapes
-#    quantmt (target up, the model's state and the test's request counted).
+#    a Translate call and a health check from the host on ports published on
+#    127.0.0.1 only, and exits 0 on SIGTERM;
+#  - `docker-compose up` brings quantmt + Prometheus up on loopback ports, and
+#    Prometheus scrapes quantmt (target up, the model's state and the test's
+#    request counted).
 # Grafana's image cannot be pulled here; deploy_files_test checks its files.
-#   tests/deploy/docker_test.sh SOURCE_DIR WORK_DIR
-# Exit status 0: passed; 77: Docker cannot run on this machine (reason
-# printed); anything else: failed.
+#   tests/deploy/docker_test.sh SOURCE_DIR WORK_DIR BUILD_DIR      # image from this build (minutes)
+#   tests/deploy/docker_test.sh SOURCE_DIR WORK_DIR --from-source  # image compiled in Docker (long)
+# Re-runs reuse the base image and Docker's layer cache, and first remove what
+# a killed run left behind. Exit status 0: passed; 77: Docker cannot run on
+# this machine (reason printed); anything else: failed.
 set -euo pipefail
+[ $# -eq 3 ] || { echo "usage: $0 SOURCE_DIR WORK_DIR BUILD_DIR|--from-source" >&2; exit 2; }
 source_dir=$(cd "$1" && pwd)
 work_dir=$2
+image_from=$3
 base_image=${QUANTMT_BASE_IMAGE:-local/debian:bookworm}
-image=quantmt:test
 prometheus_image=local/prometheus:test
 python=/usr/bin/python3
 # The classic builder: no buildx here, and nothing to pull for it.
 export DOCKER_BUILDKIT=0
 mkdir -p "$work_dir"
+started=$(date +%s)
 
 if [ ! -f "$source_dir/server/main.cc" ]; then
   echo "SKIP: this tree has no quantmt-server yet: nothing to deploy"
   exit 77
 fi
 
-step() { echo "== $(date +%T) $*"; }
+step() { echo "== $(date +%T) (+$(($(date +%s) - started)) s) $*"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# docker build with its output in WORK_DIR/NAME.log, shown when it fails.
+build_image() {
+  local log=$work_dir/$1.log
+  shift
+  docker build "$@" >"$log" 2>&1 || { tail -n 40 "$log"; fail "docker build failed: $log"; }
+}
 free_port() { $python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Fails unless every port that the containers matching a `docker ps` filter
+# publish is bound to 127.0.0.1.
+loopback_only() {
+  local ports
+  ports=$(docker ps --filter "$1" --format '{{.Ports}}' | tr ',' '\n' | grep -- '->' || true)
+  [ -n "$ports" ] || fail "no published ports for $1"
+  if grep -v '^ *127\.0\.0\.1:' <<<"$ports"; then fail "ports published beyond loopback: $ports"; fi
+}
 
 step "docker engine"
 if ! "$source_dir/deploy/docker/install-docker.sh"; then
   echo "SKIP: Docker cannot run on this machine (see above)"
   exit 77
 fi
+
+# Names carry the PID of the run that made them: what a run killed on its
+# timeout left behind (its PID gone, or now ours) is removed, a concurrent
+# run's is not.
+prefix=quantmttest
+# Containers first: networks and volumes in use cannot go.
+{
+  docker ps -a --format 'container {{.Names}}'
+  docker network ls --format 'network {{.Name}}'
+  docker volume ls --format 'volume {{.Name}}'
+} | sed -nE "s/^([a-z]+) ($prefix([0-9]+).*)/\1 \3 \2/p" | while read -r kind pid name; do
+  [ "$pid" != $$ ] && kill -0 "$pid" 2>/dev/null && continue
+  echo "removing $kind $name, left by an earlier run"
+  docker "$kind" rm -f "$name" >/dev/null 2>&1 || docker "$kind" rm "$name" >/dev/null ||
+    echo "could not remove $kind $name"
+done
 
 step "base image $base_image"
 if ! docker image inspect "$base_image" >/dev/null 2>&1; then
@@ -46,12 +82,26 @@ if ! docker image inspect "$base_image" >/dev/null 2>&1; then
   fi
 fi
 
-step "build $image"
-docker build -f "$source_dir/deploy/docker/Dockerfile" --build-arg BASE_IMAGE="$base_image" \
-  -t "$image" "$source_dir"
-step "build $prometheus_image"
-docker build -f "$source_dir/deploy/docker/Dockerfile.prometheus-debian" \
-  --build-arg BASE_IMAGE="$base_image" -t "$prometheus_image" "$source_dir/deploy/docker"
+# Prometheus's image builds beside quantmt's: both mostly wait on apt.
+step "build $prometheus_image (in the background)"
+build_image prometheus-image -f "$source_dir/deploy/docker/Dockerfile.prometheus-debian" \
+  --build-arg BASE_IMAGE="$base_image" -t "$prometheus_image" "$source_dir/deploy/docker" &
+prometheus_build=$!
+if [ "$image_from" = --from-source ]; then
+  image=quantmt:test-source
+  step "build $image from source (deploy/docker/Dockerfile)"
+  build_image image-from-source -f "$source_dir/deploy/docker/Dockerfile" --build-arg BASE_IMAGE="$base_image" \
+    -t "$image" "$source_dir"
+else
+  image=quantmt:test
+  step "stage $image_from"
+  "$source_dir/deploy/docker/stage-build.sh" "$image_from" "$work_dir/stage"
+  step "build $image from the staged build (deploy/docker/Dockerfile.runtime)"
+  build_image image -f "$source_dir/deploy/docker/Dockerfile.runtime" \
+    --build-arg BASE_IMAGE="$base_image" -t "$image" "$work_dir/stage"
+fi
+
+wait "$prometheus_build" || fail "the Prometheus image did not build"
 
 step "runtime libraries and user"
 missing=$(docker run --rm --entrypoint sh "$image" -c \
@@ -61,8 +111,8 @@ uid=$(docker run --rm --entrypoint id "$image" -u)
 [ "$uid" != 0 ] || fail "the image runs as root"
 docker run --rm "$image" --help >/dev/null || fail "quantmt-server --help fails in the image"
 
-container=quantmt-test-$$
-project=quantmttest$$
+container=$prefix$$
+project=$prefix$$
 compose=(docker-compose -p "$project" -f "$source_dir/deploy/compose/docker-compose.yml")
 cleanup() {
   docker rm -f "$container" >/dev/null 2>&1 || true
@@ -80,9 +130,9 @@ for _ in $(seq 1 120); do
   sleep 1
 done
 [ "$health" = healthy ] || { docker logs "$container" | tail -n 20; fail "container health: $health"; }
+loopback_only "name=^$container\$"
 grpc_address=$(docker port "$container" 50051/tcp | head -n1)
 metrics_address=$(docker port "$container" 9464/tcp | head -n1)
-case $grpc_address in 127.0.0.1:*) ;; *) fail "gRPC published on $grpc_address, not loopback" ;; esac
 $python "$source_dir/tests/deploy/quantmt_grpc.py" "$source_dir" "$work_dir/stubs" "$grpc_address"
 $python - "$metrics_address" <<'PY' || fail "no quantmt metrics at $metrics_address"
 import sys, urllib.request
@@ -95,10 +145,14 @@ exit_code=$(docker inspect -f '{{.State.ExitCode}}' "$container")
 
 step "compose: quantmt + Prometheus"
 export QUANTMT_IMAGE=$image PROMETHEUS_IMAGE=$prometheus_image
-export QUANTMT_GRPC_PORT=$(free_port) QUANTMT_METRICS_PORT=$(free_port) PROMETHEUS_PORT=$(free_port)
+QUANTMT_GRPC_PORT=$(free_port)
+QUANTMT_METRICS_PORT=$(free_port)
+PROMETHEUS_PORT=$(free_port)
+export QUANTMT_GRPC_PORT QUANTMT_METRICS_PORT PROMETHEUS_PORT
 "${compose[@]}" config -q
 "${compose[@]}" up -d quantmt prometheus
-check_grpc=($python "$source_dir/tests/deploy/quantmt_grpc.py" "$source_dir" "$work_dir/stubs"
+loopback_only "label=com.docker.compose.project=$project"
+check_grpc=("$python" "$source_dir/tests/deploy/quantmt_grpc.py" "$source_dir" "$work_dir/stubs"
             "127.0.0.1:$QUANTMT_GRPC_PORT")
 for _ in $(seq 1 120); do
   "${check_grpc[@]}" >/dev/null 2>&1 && break
@@ -129,4 +183,7 @@ while pending and time.time() < deadline:
 if pending:
     sys.exit(f"not seen in 90 s: {list(pending.values())}")
 PY
-echo "PASS: image, container and Compose stack"
+step "clean up"
+cleanup
+trap - EXIT
+step "PASS: image $image ($(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1/1e6}')), container and Compose stack"
