@@ -1,5 +1,7 @@
 // TranslationService.Translate: validate, hand to the engine, answer from the
 // engine's completion callback. The call never blocks a gRPC thread.
+#include <atomic>
+
 #include "server/admission/request_validation.h"
 #include "server/convert/proto_conversion.h"
 #include "server/convert/status_conversion.h"
@@ -30,7 +32,10 @@ class TranslateReactor : public grpc::ServerUnaryReactor {
     }
   }
 
-  void OnCancel() override { cancellation_->Cancel(); }
+  void OnCancel() override {
+    cancelled_at_.store(absl::ToUnixNanos(absl::Now()));
+    cancellation_->Cancel();
+  }
   void OnDone() override { delete this; }
 
  private:
@@ -45,7 +50,7 @@ class TranslateReactor : public grpc::ServerUnaryReactor {
     TranslationRequest engine_request;
     engine_request.sentences = std::move(validated->sentences);
     engine_request.options = validated->options;
-    engine_request.deadline = EngineDeadline(*context);
+    engine_request.deadline = deadline_ = EngineDeadline(*context);
     engine_request.cancellation = cancellation_;
     const std::string model = validated->model;
     const bool return_scores = validated->return_scores;
@@ -69,8 +74,20 @@ class TranslateReactor : public grpc::ServerUnaryReactor {
   }
 
   void Answer(const std::string& model, const grpc::Status& status) {
-    state_->Record("Translate", model, status, start_);
+    state_->Record("Translate", model, AsTheClientSeesIt(status), start_);
     Finish(status);
+  }
+
+  // Once gRPC has cancelled the call, the client gets CANCELLED, or
+  // DEADLINE_EXCEEDED when the deadline was the cause, whatever the engine
+  // answered (often "cancelled", through the token): the metrics count that.
+  grpc::Status AsTheClientSeesIt(const grpc::Status& status) const {
+    const int64_t cancelled_at = cancelled_at_.load();
+    if (cancelled_at == kNotCancelled) return status;
+    if (absl::FromUnixNanos(cancelled_at) >= deadline_) {
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline exceeded");
+    }
+    return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client");
   }
 
   ServingState* state_;
@@ -78,6 +95,9 @@ class TranslateReactor : public grpc::ServerUnaryReactor {
   grpc::ByteBuffer* response_;
   v1::TranslateRequest request_;
   const absl::Time start_ = absl::Now();
+  absl::Time deadline_ = absl::InfiniteFuture();
+  static constexpr int64_t kNotCancelled = 0;
+  std::atomic<int64_t> cancelled_at_{kNotCancelled};  // Unix ns of OnCancel
 };
 
 }  // namespace
