@@ -9,6 +9,8 @@
   long requests in flight: the engine drops them (CANCELLED, nothing
   finished) within seconds, long before they could have completed;
 - TLS on the gRPC port with a certificate generated here by openssl;
+- settings that cannot work (unreadable TLS key, port in use) end the
+  server with a message;
 - every configurable request limit, provoked once.
 
 Usage: fault_test.py SERVER_BIN QUANTMT_BIN SOURCE_DIR WORK_DIR
@@ -16,6 +18,7 @@ Usage: fault_test.py SERVER_BIN QUANTMT_BIN SOURCE_DIR WORK_DIR
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -53,6 +56,16 @@ def error_of(call):
     except grpc.RpcError as error:
         return error.code(), error.details()
     raise AssertionError("the call succeeded")
+
+
+def drain(call):
+    """Reads a response stream to its end; a cancelled stream just ends."""
+    try:
+        for _ in call:
+            pass
+    except grpc.RpcError as error:
+        if error.code() != grpc.StatusCode.CANCELLED:
+            raise
 
 
 def wait_until(condition, timeout):
@@ -264,7 +277,7 @@ class StreamDisconnectTest(unittest.TestCase):
         with grpc.insecure_channel(self.server.address) as channel:
             call = translation_pb2_grpc.TranslationServiceStub(channel).TranslateStream(
                 messages(), timeout=300)
-            reader = threading.Thread(target=lambda: [_ for _ in call], daemon=True)
+            reader = threading.Thread(target=drain, args=(call,), daemon=True)
             try:
                 reader.start()
                 self.check_freed(call.cancel)
@@ -336,14 +349,30 @@ class TlsTest(unittest.TestCase):
         self.assertEqual(code, grpc.StatusCode.UNAVAILABLE)
         self.assertTrue(self.server.alive())
 
-    def test_unreadable_key_stops_the_server_with_a_message(self):
+
+
+class StartupFailureTest(unittest.TestCase):
+    """Settings that cannot work stop the server with a message, not a crash."""
+
+    def start(self, *flags):
         result = subprocess.run(
-            [SERVER_BIN, "--host=127.0.0.1", "--port=0", "--metrics_port=-1",
-             f"--tls_cert={self.cert}", f"--tls_key={self.dir}/missing.key",
-             f"--model_root={SOURCE_DIR}/models"],
-            capture_output=True, text=True, timeout=60)
-        self.assertNotEqual(result.returncode, 0)
-        self.assertIn("missing.key", result.stderr)
+            [SERVER_BIN, "--host=127.0.0.1", "--metrics_port=-1",
+             f"--model_root={SOURCE_DIR}/models", *flags],
+            capture_output=True, text=True, timeout=120)
+        self.assertEqual(result.returncode, 1, result.stderr)
+        return result.stderr
+
+    def test_unreadable_tls_key(self):
+        self.assertIn("cannot read /nonexistent/server.key",
+                      self.start("--port=0", "--tls_cert=/nonexistent/server.pem",
+                                 "--tls_key=/nonexistent/server.key"))
+
+    def test_port_in_use(self):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            self.assertIn(f"cannot listen on 127.0.0.1:{port}", self.start(f"--port={port}"))
 
 
 class RequestLimitsTest(unittest.TestCase):
@@ -404,8 +433,7 @@ class RequestLimitsTest(unittest.TestCase):
             yield
 
         calls = [stub.TranslateStream(idle(hold), timeout=60) for hold in holds]
-        readers = [threading.Thread(target=lambda c=c: [_ for _ in c], daemon=True)
-                   for c in calls]
+        readers = [threading.Thread(target=drain, args=(c,), daemon=True) for c in calls]
         try:
             for reader in readers:
                 reader.start()
