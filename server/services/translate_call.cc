@@ -23,7 +23,11 @@ class TranslateReactor : public grpc::ServerUnaryReactor {
  public:
   TranslateReactor(ServingState* state, grpc::CallbackServerContext* context,
                    const grpc::ByteBuffer* request, grpc::ByteBuffer* response)
-      : state_(state), cancellation_(std::make_shared<CancellationToken>()), response_(response) {
+      : state_(state),
+        context_(context),
+        cancellation_(std::make_shared<CancellationToken>()),
+        response_(response),
+        deadline_(EngineDeadline(*context)) {
     grpc::Status parsed = ParseRequest(*request, &request_);
     if (parsed.ok()) {
       Start(context);
@@ -50,7 +54,7 @@ class TranslateReactor : public grpc::ServerUnaryReactor {
     TranslationRequest engine_request;
     engine_request.sentences = std::move(validated->sentences);
     engine_request.options = validated->options;
-    engine_request.deadline = deadline_ = EngineDeadline(*context);
+    engine_request.deadline = deadline_;
     engine_request.cancellation = cancellation_;
     const std::string model = validated->model;
     const bool return_scores = validated->return_scores;
@@ -81,21 +85,27 @@ class TranslateReactor : public grpc::ServerUnaryReactor {
   // Once gRPC has cancelled the call, the client gets CANCELLED, or
   // DEADLINE_EXCEEDED when the deadline was the cause, whatever the engine
   // answered (often "cancelled", through the token): the metrics count that.
+  // A call cancelled before its request arrived reaches us with an empty
+  // request (and no OnCancel yet): gRPC's own flag tells.
   grpc::Status AsTheClientSeesIt(const grpc::Status& status) const {
-    const int64_t cancelled_at = cancelled_at_.load();
-    if (cancelled_at == kNotCancelled) return status;
-    if (absl::FromUnixNanos(cancelled_at) >= deadline_) {
+    absl::Time cancelled_at = absl::FromUnixNanos(cancelled_at_.load());
+    if (cancelled_at_.load() == kNotCancelled) {
+      if (!context_->IsCancelled()) return status;
+      cancelled_at = absl::Now();
+    }
+    if (cancelled_at >= deadline_) {
       return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline exceeded");
     }
     return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client");
   }
 
   ServingState* state_;
+  grpc::CallbackServerContext* context_;  // valid until OnDone
   std::shared_ptr<CancellationToken> cancellation_;
   grpc::ByteBuffer* response_;
+  const absl::Time deadline_;
   v1::TranslateRequest request_;
   const absl::Time start_ = absl::Now();
-  absl::Time deadline_ = absl::InfiniteFuture();
   static constexpr int64_t kNotCancelled = 0;
   std::atomic<int64_t> cancelled_at_{kNotCancelled};  // Unix ns of OnCancel
 };

@@ -180,7 +180,10 @@ def main():
     print(f"server: {server_delta}")
     print(f"RSS: start {rss[0] / mib:.0f} MiB, max {max(rss) / mib:.0f}, "
           f"end {rss[-1] / mib:.0f}; middle third max {max(middle) / mib:.0f}, "
-          f"last third max {max(last) / mib:.0f} ({len(rss)} samples over {elapsed:.0f} s)\n")
+          f"last third max {max(last) / mib:.0f} ({len(rss)} samples over {elapsed:.0f} s)")
+    tenth = max(1, len(rss) // 10)
+    print("RSS max by tenth of the run (MiB): " +
+          " ".join(f"{max(rss[i:i + tenth]) / mib:.0f}" for i in range(0, len(rss), tenth)) + "\n")
     print("| check | result | detail |\n|---|---|---|")
     for what, passed, detail in checks:
         print(f"| {what} | {'pass' if passed else 'FAIL'} | {detail} |")
