@@ -111,7 +111,8 @@ class ModelDirectoryFaultsTest(unittest.TestCase):
 
     def models(self):
         stub = models_pb2_grpc.ModelServiceStub(self.channel)
-        return {m.name: m for m in stub.ListModels(models_pb2.ListModelsRequest(), timeout=10).models}
+        response = stub.ListModels(models_pb2.ListModelsRequest(), timeout=10)
+        return {model.name: model for model in response.models}
 
     def assert_still_serving(self):
         self.assertTrue(self.server.alive(), self.server.text())
