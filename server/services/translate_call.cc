@@ -28,6 +28,12 @@ class TranslateReactor : public grpc::ServerUnaryReactor {
         cancellation_(std::make_shared<CancellationToken>()),
         response_(response),
         deadline_(EngineDeadline(*context)) {
+    if (!request->Valid()) {
+      // No message at all (not even an empty one): the client cancelled or
+      // went away before sending it.
+      Answer("", grpc::Status(grpc::StatusCode::CANCELLED, "the request message never arrived"));
+      return;
+    }
     grpc::Status parsed = ParseRequest(*request, &request_);
     if (parsed.ok()) {
       Start(context);
