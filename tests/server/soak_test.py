@@ -25,7 +25,9 @@ SECONDS = float(sys.argv[5] if len(sys.argv) > 5 else os.environ.get("QUANTMT_SO
 
 QUEUE_LIMIT = 16
 # RSS growth allowed from the middle third of the run to the last third.
-RSS_GROWTH_BOUND = 32 << 20
+# After warm-up the per-tenth maxima of a 60 s run at 2x wander by about
+# 30 MiB around 800 MiB (batch shapes vary; the allocator keeps what it got).
+RSS_GROWTH_BOUND = 64 << 20
 ALLOWED_CODES = {"OK", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "CANCELLED"}
 IMPATIENT = ("CANCELLED", "DEADLINE_EXCEEDED")
 
@@ -91,8 +93,9 @@ def main():
         checks.append((what, bool(passed), detail))
 
     try:
-        # Capacity: a closed loop that keeps the server busy without refusals.
-        capacity_run = run_load(QUANTMT_BIN, server, "-i", inputs, "--concurrency", "4",
+        # Capacity: a closed loop with as many requests in flight as the queue
+        # holds, which keeps batches full without refusals.
+        capacity_run = run_load(QUANTMT_BIN, server, "-i", inputs, "--concurrency", str(QUEUE_LIMIT),
                                 "--duration", "6", "--warmup", "1", timeout=120)
         capacity = capacity_run["ok"] / max(capacity_run["seconds"], 1e-9)
         rate = max(2.0, 2 * capacity)
@@ -172,7 +175,7 @@ def main():
 
     mib = 2 ** 20
     print("\n## Soak under overload\n")
-    print(f"capacity (closed loop, 4 in flight): {capacity:.1f} requests/s; "
+    print(f"capacity (closed loop, {QUEUE_LIMIT} in flight): {capacity:.1f} requests/s; "
           f"offered {rate:.1f} requests/s (Poisson) for {SECONDS:.0f} s; "
           f"queue limit {QUEUE_LIMIT} sentences")
     print(f"client: {result['requests']} requests, {result['client_cancels']} cancelled by the "
