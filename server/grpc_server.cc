@@ -73,7 +73,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const ServerOption
 GrpcServer::~GrpcServer() { Shutdown(absl::ZeroDuration()); }
 
 void GrpcServer::Shutdown(absl::Duration grace) {
-  if (shut_down_) return;
+  // Also reached from the destructor when Start() failed before serving.
+  if (shut_down_ || server_ == nullptr) return;
   shut_down_ = true;
   server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   server_->Wait();

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <iostream>
+#include <vector>
 
 #include "client/cli/commands.h"
 #include "client/load/load_report.h"
@@ -16,6 +17,8 @@ struct LoadFlags {
   int concurrency = 0, sentences = 1, beam_size = 1, max_length = 0, max_inflight = 512;
   double rate = 0, end_level = -1, step = 1, step_seconds = 5;
   double duration_s = 10, warmup_s = 0, timeout_s = 30;
+  double cancel_fraction = 0, cancel_within_ms = 500, deadline_fraction = 0;
+  std::vector<double> deadline_ms = {50, 500};
   int64_t requests = 0;
 };
 
@@ -39,6 +42,15 @@ int RunLoadCommand(const ConnectionOptions& connection, const LoadFlags& flags) 
   options.warmup = absl::Seconds(flags.warmup_s);
   options.max_inflight = flags.max_inflight;
   options.request_timeout = absl::Seconds(flags.timeout_s);
+  options.cancel_fraction = flags.cancel_fraction;
+  options.cancel_within = absl::Milliseconds(flags.cancel_within_ms);
+  options.deadline_fraction = flags.deadline_fraction;
+  options.short_deadline_min = absl::Milliseconds(flags.deadline_ms.front());
+  options.short_deadline_max = absl::Milliseconds(flags.deadline_ms.back());
+  if (options.short_deadline_min > options.short_deadline_max) {
+    std::cerr << "quantmt load: --deadline_ms is MIN,MAX with MIN <= MAX\n";
+    return 2;
+  }
   options.sentences_per_request = flags.sentences;
   options.model = flags.model;
   options.beam_size = flags.beam_size;
@@ -105,6 +117,28 @@ void AddLoadCommand(CLI::App& app, const ConnectionOptions& connection, int* exi
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
   command->add_option("--request_timeout", flags->timeout_s, "Seconds per request")
+      ->capture_default_str();
+  command
+      ->add_option("--cancel_fraction", flags->cancel_fraction,
+                   "Share of calls this client cancels, after a random delay")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  command
+      ->add_option("--cancel_within_ms", flags->cancel_within_ms,
+                   "Cancel delays are drawn uniformly from 0 to this, ms")
+      ->check(CLI::Range(0.0, 3.6e6))
+      ->capture_default_str();
+  command
+      ->add_option("--deadline_fraction", flags->deadline_fraction,
+                   "Share of calls sent with a short deadline (see --deadline_ms)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  command
+      ->add_option("--deadline_ms", flags->deadline_ms,
+                   "MIN,MAX: short deadlines are drawn uniformly from this range, ms")
+      ->delimiter(',')
+      ->expected(2)
+      ->check(CLI::Range(1.0, 3.6e6))
       ->capture_default_str();
   command->add_option("--sentences", flags->sentences, "Sentences per request")
       ->check(CLI::Range(1, 4096))

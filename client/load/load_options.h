@@ -35,6 +35,16 @@ struct LoadOptions {
   // beyond it are counted as `skipped` instead of being sent.
   int max_inflight = 512;
   absl::Duration request_timeout = absl::Seconds(30);
+  // Impatient clients, for overload and soak runs. A `cancel_fraction`
+  // share of the calls is cancelled by the client after a delay drawn
+  // uniformly from [0, cancel_within]; a `deadline_fraction` share gets a
+  // deadline drawn uniformly from [short_deadline_min, short_deadline_max]
+  // instead of `request_timeout`. Draws are seeded: a run repeats.
+  double cancel_fraction = 0;
+  absl::Duration cancel_within = absl::Milliseconds(500);
+  double deadline_fraction = 0;
+  absl::Duration short_deadline_min = absl::Milliseconds(50);
+  absl::Duration short_deadline_max = absl::Milliseconds(500);
 
   // What each request carries: `sentences_per_request` consecutive lines of
   // `inputs`, cycling.

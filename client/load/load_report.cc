@@ -29,6 +29,11 @@ std::string SummaryText(const LoadResult& r) {
   const double ok = r.latencies_ok.size();
   absl::StrAppendFormat(&out, "  Requests:      %d in %.2f s (%d skipped at the in-flight bound)\n",
                         r.requests, r.seconds, r.skipped);
+  if (r.client_cancels > 0 || r.short_deadlines > 0) {
+    absl::StrAppendFormat(&out,
+                          "  Impatience:    %d cancelled by this client, %d short deadlines\n",
+                          r.client_cancels, r.short_deadlines);
+  }
   absl::StrAppendFormat(&out, "  Throughput:    %.1f requests/s, %.1f OK requests/s\n",
                         PerSecond(r.requests, r.seconds), PerSecond(ok, r.seconds));
   absl::StrAppendFormat(&out, "  Tokens:        %.1f generated tokens/s, %.1f source tokens/s\n",
@@ -69,6 +74,8 @@ nlohmann::ordered_json SummaryObject(const LoadResult& r) {
   json["seconds"] = r.seconds;
   json["requests"] = r.requests;
   json["skipped"] = r.skipped;
+  json["client_cancels"] = r.client_cancels;
+  json["short_deadlines"] = r.short_deadlines;
   json["ok"] = r.latencies_ok.size();
   json["requests_per_second"] = PerSecond(r.requests, r.seconds);
   json["generated_tokens_per_second"] = PerSecond(r.generated_tokens, r.seconds);

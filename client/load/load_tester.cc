@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <optional>
 #include <random>
 
 #include "absl/status/status.h"
@@ -48,22 +50,31 @@ class LoadRun {
       if (now >= end || CountedEnough()) break;
       const double level = LevelAt(options_, std::max(absl::ZeroDuration(), now - measure_start_));
       if (options_.mode == LoadMode::kConcurrency) {
+        std::vector<std::shared_ptr<Call>> calls;
+        {
+          absl::MutexLock lock(&mutex_);
+          while (inflight_ < std::lround(level) && !CountedEnoughLocked()) {
+            calls.push_back(PrepareLocked(absl::Now()));
+          }
+        }
+        for (auto& call : calls) StartCall(std::move(call));
+        // Wake when an answer frees a slot, or for progress, cancels and the end.
         absl::MutexLock lock(&mutex_);
-        while (inflight_ < std::lround(level) && !CountedEnoughLocked()) SendLocked(absl::Now());
-        // Wake when an answer frees a slot, or for progress and the end.
         target_inflight_ = static_cast<int>(std::lround(level));
         mutex_.AwaitWithDeadline(absl::Condition(this, &LoadRun::SlotFree),
                                  std::min({now + absl::Milliseconds(20), next_progress, end}));
       } else {
         while (absl::Now() >= next_arrival && next_arrival < end && !CountedEnough()) {
+          std::shared_ptr<Call> call;
           {
             absl::MutexLock lock(&mutex_);
             if (inflight_ < options_.max_inflight) {
-              SendLocked(next_arrival);
+              call = PrepareLocked(next_arrival);
             } else if (next_arrival >= measure_start_) {
               ++result_.skipped;
             }
           }
+          if (call) StartCall(std::move(call));
           const double rate = std::max(level, 1e-3);
           const double gap = options_.arrivals == Arrivals::kPoisson
                                  ? std::exponential_distribution<double>(rate)(random)
@@ -73,27 +84,40 @@ class LoadRun {
         absl::SleepFor(std::clamp(std::min(next_arrival, next_progress) - absl::Now(),
                                   absl::ZeroDuration(), absl::Milliseconds(20)));
       }
+      CancelDueCalls();
       if (progress && absl::Now() >= next_progress) {
         progress(Snapshot(level));
         next_progress += progress_interval;
       }
     }
-    // Every call has a deadline, so every call ends; wait for the last one.
+    // Every call has a deadline, so every call ends; wait for the last one,
+    // still cancelling those whose time comes.
+    for (;;) {
+      CancelDueCalls();
+      absl::MutexLock lock(&mutex_);
+      if (mutex_.AwaitWithDeadline(absl::Condition(
+                                       +[](int* inflight) { return *inflight == 0; }, &inflight_),
+                                   absl::Now() + absl::Milliseconds(20))) {
+        break;
+      }
+    }
     absl::MutexLock lock(&mutex_);
-    mutex_.Await(absl::Condition(
-        +[](int* inflight) { return *inflight == 0; }, &inflight_));
     result_.seconds = std::max(0.0, absl::ToDoubleSeconds(last_answer_ - measure_start_));
     std::sort(result_.latencies_ok.begin(), result_.latencies_ok.end());
     return result_;
   }
 
  private:
+  // Shared by the gRPC callback and, for a call to be cancelled, the cancel
+  // queue: whichever lets go last frees it.
   struct Call {
     grpc::ClientContext context;
     v1::TranslateRequest request;
     v1::TranslateResponse response;
     absl::Time start;
     bool counted = false;
+    // Its entry in cancels_, while it waits to be cancelled.
+    std::optional<std::multimap<absl::Time, std::shared_ptr<Call>>::iterator> cancel_entry;
   };
 
   bool SlotFree() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
@@ -108,11 +132,31 @@ class LoadRun {
     return options_.total_requests > 0 && counted_sent_ >= options_.total_requests;
   }
 
-  void SendLocked(absl::Time scheduled) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
-    auto* call = new Call;
+  bool Chance(double fraction) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    return fraction > 0 && std::uniform_real_distribution<double>(0, 1)(draws_) < fraction;
+  }
+  absl::Duration Between(absl::Duration low, absl::Duration high)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    const double fraction = std::uniform_real_distribution<double>(0, 1)(draws_);
+    return low + (high - low) * fraction;
+  }
+
+  // A call ready to start (counted as in flight); start it with StartCall
+  // after releasing the lock, as gRPC may answer it on this thread.
+  std::shared_ptr<Call> PrepareLocked(absl::Time scheduled) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    auto call = std::make_shared<Call>();
     call->start = absl::Now();
     call->counted = scheduled >= measure_start_;
-    call->context.set_deadline(absl::ToChronoTime(call->start + options_.request_timeout));
+    absl::Duration timeout = options_.request_timeout;
+    if (Chance(options_.deadline_fraction)) {
+      timeout = Between(options_.short_deadline_min, options_.short_deadline_max);
+      if (call->counted) ++result_.short_deadlines;
+    }
+    call->context.set_deadline(absl::ToChronoTime(call->start + timeout));
+    if (Chance(options_.cancel_fraction)) {
+      const absl::Time when = call->start + Between(absl::ZeroDuration(), options_.cancel_within);
+      call->cancel_entry = cancels_.emplace(when, call);
+    }
     call->request.set_model(options_.model);
     call->request.mutable_options()->set_beam_size(options_.beam_size);
     call->request.mutable_options()->set_max_length(options_.max_length);
@@ -123,13 +167,41 @@ class LoadRun {
     ++inflight_;
     ++sent_;
     if (call->counted) ++counted_sent_;
-    stub_->async()->Translate(&call->context, &call->request, &call->response,
-                              [this, call](grpc::Status status) { OnAnswer(call, status); });
+    return call;
+  }
+
+  void StartCall(std::shared_ptr<Call> call) {
+    Call* raw = call.get();
+    stub_->async()->Translate(
+        &raw->context, &raw->request, &raw->response,
+        [this, call = std::move(call)](grpc::Status status) { OnAnswer(call.get(), status); });
+  }
+
+  // Cancels the calls whose cancel time has come (outside the lock: a
+  // cancelled call may be answered on this thread).
+  void CancelDueCalls() {
+    std::vector<std::shared_ptr<Call>> due;
+    {
+      absl::MutexLock lock(&mutex_);
+      const absl::Time now = absl::Now();
+      while (!cancels_.empty() && cancels_.begin()->first <= now) {
+        due.push_back(std::move(cancels_.begin()->second));
+        due.back()->cancel_entry.reset();
+        if (due.back()->counted) ++result_.client_cancels;
+        cancels_.erase(cancels_.begin());
+      }
+    }
+    for (const auto& call : due) call->context.TryCancel();
   }
 
   void OnAnswer(Call* call, const grpc::Status& status) {
     const absl::Time now = absl::Now();
     absl::MutexLock lock(&mutex_);
+    // Answered before its cancel time: it will not be cancelled.
+    if (call->cancel_entry) {
+      cancels_.erase(*call->cancel_entry);
+      call->cancel_entry.reset();
+    }
     ++answered_;
     status.ok() ? ++ok_ : ++errors_;
     if (call->counted) {
@@ -155,7 +227,6 @@ class LoadRun {
       last_answer_ = std::max(last_answer_, now);
     }
     --inflight_;
-    delete call;
   }
 
   LoadProgress Snapshot(double level) {
@@ -176,6 +247,8 @@ class LoadRun {
   absl::Time measure_start_;
 
   absl::Mutex mutex_;
+  std::mt19937_64 draws_ ABSL_GUARDED_BY(mutex_){54321};
+  std::multimap<absl::Time, std::shared_ptr<Call>> cancels_ ABSL_GUARDED_BY(mutex_);
   int target_inflight_ ABSL_GUARDED_BY(mutex_) = 0;
   int inflight_ ABSL_GUARDED_BY(mutex_) = 0;
   size_t next_input_ ABSL_GUARDED_BY(mutex_) = 0;

@@ -19,6 +19,8 @@ struct LoadResult {
   double seconds = 0;  // measured wall time: end of warm-up to the last answer
   int64_t requests = 0;
   int64_t skipped = 0;                   // rate mode: arrivals not sent (max_inflight reached)
+  int64_t client_cancels = 0;            // calls this client cancelled (cancel_fraction)
+  int64_t short_deadlines = 0;           // calls sent with a short deadline (deadline_fraction)
   std::map<std::string, int64_t> codes;  // "OK", "RESOURCE_EXHAUSTED", ...
   // "CODE: message" -> count, for the first 32 distinct messages; later
   // ones count under "CODE: (other messages)".

@@ -1,7 +1,6 @@
 #include "checkpoint/safetensors.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -415,18 +414,22 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
   }
 
-  std::unique_ptr<SafetensorsFile> file(new SafetensorsFile());
-  file->path_ = path;
-  file->size_ = static_cast<size_t>(info.st_size);
-  // mmap refuses length 0; Parse() reports the empty file without reading.
-  if (file->size_ > 0) {
-    void* base = ::mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (base == MAP_FAILED) return absl::ErrnoToStatus(errno, absl::StrCat(path, ": mmap failed"));
-    file->base_ = static_cast<const uint8_t*>(base);
-    file->mapped_ = true;
+  // Read, not mapped: a mapping of a file that someone truncates while we
+  // copy tensors out of it raises SIGBUS, and a server must survive its
+  // model directory being rewritten under it.
+  std::string bytes(static_cast<size_t>(info.st_size), '\0');
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return absl::ErrnoToStatus(errno, absl::StrCat(path, ": read failed"));
+    if (n == 0) {
+      return absl::DataLossError(absl::StrCat(path, ": file shrank from ", bytes.size(), " to ",
+                                              done, " bytes while being read (rewritten?)"));
+    }
+    done += static_cast<size_t>(n);
   }
-  RETURN_IF_ERROR(file->Parse());
-  return file;
+  return FromBytes(std::move(bytes), path);
 }
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::FromBytes(
@@ -440,9 +443,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::FromBytes(
   return file;
 }
 
-SafetensorsFile::~SafetensorsFile() {
-  if (mapped_) ::munmap(const_cast<uint8_t*>(base_), size_);
-}
+SafetensorsFile::~SafetensorsFile() = default;
 
 const TensorView* SafetensorsFile::Find(const std::string& name) const {
   auto it = index_.find(name);

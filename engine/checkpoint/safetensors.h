@@ -5,8 +5,8 @@
 //    "__metadata__": {"key": "value"}}
 // then the data buffer. Offsets are relative to the buffer start.
 //
-// Plain C++ (no torch) so that fuzzers and tools can use it. The reader mmaps
-// the file and validates everything before handing out a view: a file it
+// Plain C++ (no torch) so that fuzzers and tools can use it. The reader reads
+// the whole file into memory and validates everything before handing out a view: a file it
 // cannot fully trust is refused with an error naming the file and tensor.
 #pragma once
 
@@ -28,7 +28,8 @@ absl::StatusOr<DType> ParseDType(const std::string& name);
 const char* DTypeName(DType dtype);
 size_t DTypeSize(DType dtype);
 
-// A tensor inside a mapped file. `data` stays valid while the file is open.
+// A tensor inside a file read into memory. `data` stays valid while the
+// SafetensorsFile lives.
 struct TensorView {
   std::string name;
   DType dtype = DType::kF32;
@@ -41,7 +42,7 @@ struct TensorView {
 
 class SafetensorsFile {
  public:
-  // Maps and validates `path`: header length within the file, well-formed
+  // Reads and validates `path`: header length within the file, well-formed
   // JSON, known dtypes, non-negative shapes, offsets inside the buffer,
   // sizes that equal numel * dtype size, no overlapping tensors.
   static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
@@ -70,8 +71,7 @@ class SafetensorsFile {
   std::string path_;
   const uint8_t* base_ = nullptr;  // whole file
   size_t size_ = 0;
-  bool mapped_ = false;
-  std::string owned_;  // backing store for FromBytes
+  std::string owned_;  // the file's bytes
   std::vector<TensorView> tensors_;
   std::map<std::string, size_t> index_;  // name -> position in tensors_, for Find()
   std::map<std::string, std::string> metadata_;

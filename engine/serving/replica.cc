@@ -61,12 +61,20 @@ void Replica::Run() {
   std::unordered_map<int64_t, SentenceTask> running;  // by decoder id
   int64_t next_id = 0;
 
+  // The gauges follow every change of the batch (admission, removal, a
+  // step), so that a batch emptied by cancels does not linger in them.
+  auto publish = [&] {
+    running_sentences_.store(static_cast<int>(running.size()));
+    cache_bytes_.store(decoder->cache_bytes());
+  };
+
   // After a kernel error the batch state cannot be trusted: fail what runs
   // and start over with an empty batch.
   auto fail_running = [&](const absl::Status& status) {
     for (auto& entry : running) entry.second.request->Fail(status);
     running.clear();
     decoder = std::make_unique<StepDecoder>(transformer, model_->device);
+    publish();
   };
 
   while (true) {
@@ -113,6 +121,7 @@ void Replica::Run() {
           observer_->OnBatch(model_name_, static_cast<int>(inputs.size()),
                              static_cast<int>(inputs.size() * longest));
         }
+        publish();
       }
     }
     if (decoder->empty()) continue;
@@ -130,6 +139,7 @@ void Replica::Run() {
       running.at(id).request->Fail(status);
       running.erase(id);
     }
+    if (!dead.empty()) publish();
     if (decoder->empty()) continue;
 
     const int rows = static_cast<int>(decoder->rows());
@@ -161,8 +171,7 @@ void Replica::Run() {
       task.request->SentenceDone(task.index, ToResult(output, tokenizer),
                                  static_cast<int>(best.size()), finished_at);
     }
-    running_sentences_.store(static_cast<int>(running.size()));
-    cache_bytes_.store(decoder->cache_bytes());
+    publish();
   }
   running_sentences_.store(0);
   cache_bytes_.store(0);

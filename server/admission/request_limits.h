@@ -11,6 +11,9 @@ struct RequestLimits {
   // engine separately refuses a sentence over the model's source positions.
   int max_sentence_bytes = 4096;
   int max_request_bytes = 262144;
+  // Source tokens per sentence, end-of-sentence included (0: the model's
+  // max_source_positions, which also caps any value given here).
+  int max_sentence_tokens = 0;
   // Beam search bounds: beam_size in 1..max_beam_size, num_hypotheses in
   // 1..beam_size, max_length in 1..max_length.
   int max_beam_size = 16;

@@ -42,6 +42,8 @@ absl::StatusOr<TranslationOptions> ValidateOptions(const v1::TranslationOptions&
                                                    " is out of range: use 1 to ", limits.max_length,
                                                    ", or 0 for the default"));
   }
+  // The engine counts the tokens and refuses a longer sentence.
+  result.max_input_length = limits.max_sentence_tokens;
   if (options.has_length_penalty()) {
     const float penalty = options.length_penalty();
     if (!(penalty >= 0.0f && penalty <= 10.0f)) {

@@ -47,6 +47,8 @@ void AddServerFlags(CLI::App& app, ServerOptions* o) {
   AddFlag(app, "max_sentences", l.max_sentences, "Sentences per request");
   AddFlag(app, "max_sentence_bytes", l.max_sentence_bytes, "UTF-8 bytes per sentence");
   AddFlag(app, "max_request_bytes", l.max_request_bytes, "UTF-8 bytes of text per request");
+  AddFlag(app, "max_sentence_tokens", l.max_sentence_tokens,
+          "Source tokens per sentence (0: the model's max_source_positions)");
   AddFlag(app, "max_beam_size", l.max_beam_size, "Largest beam a request may ask for");
   AddFlag(app, "max_length", l.max_length, "Largest max_length a request may ask for");
   AddFlag(app, "default_beam_size", l.default_beam_size, "Beam when a request says 0");
@@ -82,6 +84,7 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   RETURN_IF_ERROR(CheckRange("max_sentences", l.max_sentences, 1, 1 << 20));
   RETURN_IF_ERROR(CheckRange("max_sentence_bytes", l.max_sentence_bytes, 1, 1 << 24));
   RETURN_IF_ERROR(CheckRange("max_request_bytes", l.max_request_bytes, 1, 1 << 30));
+  RETURN_IF_ERROR(CheckRange("max_sentence_tokens", l.max_sentence_tokens, 0, 1 << 16));
   RETURN_IF_ERROR(CheckRange("max_beam_size", l.max_beam_size, 1, 64));
   RETURN_IF_ERROR(CheckRange("default_beam_size", l.default_beam_size, 1, l.max_beam_size));
   RETURN_IF_ERROR(CheckRange("max_length", l.max_length, 1, 1 << 16));

@@ -1,5 +1,7 @@
 // TranslationService.Translate: validate, hand to the engine, answer from the
 // engine's completion callback. The call never blocks a gRPC thread.
+#include <atomic>
+
 #include "server/admission/request_validation.h"
 #include "server/convert/proto_conversion.h"
 #include "server/convert/status_conversion.h"
@@ -21,7 +23,17 @@ class TranslateReactor : public grpc::ServerUnaryReactor {
  public:
   TranslateReactor(ServingState* state, grpc::CallbackServerContext* context,
                    const grpc::ByteBuffer* request, grpc::ByteBuffer* response)
-      : state_(state), cancellation_(std::make_shared<CancellationToken>()), response_(response) {
+      : state_(state),
+        context_(context),
+        cancellation_(std::make_shared<CancellationToken>()),
+        response_(response),
+        deadline_(EngineDeadline(*context)) {
+    if (!request->Valid()) {
+      // No message at all (not even an empty one): the client cancelled or
+      // went away before sending it.
+      Answer("", grpc::Status(grpc::StatusCode::CANCELLED, "the request message never arrived"));
+      return;
+    }
     grpc::Status parsed = ParseRequest(*request, &request_);
     if (parsed.ok()) {
       Start(context);
@@ -30,7 +42,10 @@ class TranslateReactor : public grpc::ServerUnaryReactor {
     }
   }
 
-  void OnCancel() override { cancellation_->Cancel(); }
+  void OnCancel() override {
+    cancelled_at_.store(absl::ToUnixNanos(absl::Now()));
+    cancellation_->Cancel();
+  }
   void OnDone() override { delete this; }
 
  private:
@@ -45,7 +60,7 @@ class TranslateReactor : public grpc::ServerUnaryReactor {
     TranslationRequest engine_request;
     engine_request.sentences = std::move(validated->sentences);
     engine_request.options = validated->options;
-    engine_request.deadline = EngineDeadline(*context);
+    engine_request.deadline = deadline_;
     engine_request.cancellation = cancellation_;
     const std::string model = validated->model;
     const bool return_scores = validated->return_scores;
@@ -69,15 +84,36 @@ class TranslateReactor : public grpc::ServerUnaryReactor {
   }
 
   void Answer(const std::string& model, const grpc::Status& status) {
-    state_->Record("Translate", model, status, start_);
+    state_->Record("Translate", model, AsTheClientSeesIt(status), start_);
     Finish(status);
   }
 
+  // Once gRPC has cancelled the call, the client gets CANCELLED, or
+  // DEADLINE_EXCEEDED when the deadline was the cause, whatever the engine
+  // answered (often "cancelled", through the token): the metrics count that.
+  // A call cancelled before its request arrived reaches us with an empty
+  // request (and no OnCancel yet): gRPC's own flag tells.
+  grpc::Status AsTheClientSeesIt(const grpc::Status& status) const {
+    absl::Time cancelled_at = absl::FromUnixNanos(cancelled_at_.load());
+    if (cancelled_at_.load() == kNotCancelled) {
+      if (!context_->IsCancelled()) return status;
+      cancelled_at = absl::Now();
+    }
+    if (cancelled_at >= deadline_) {
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline exceeded");
+    }
+    return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client");
+  }
+
   ServingState* state_;
+  grpc::CallbackServerContext* context_;  // valid until OnDone
   std::shared_ptr<CancellationToken> cancellation_;
   grpc::ByteBuffer* response_;
+  const absl::Time deadline_;
   v1::TranslateRequest request_;
   const absl::Time start_ = absl::Now();
+  static constexpr int64_t kNotCancelled = 0;
+  std::atomic<int64_t> cancelled_at_{kNotCancelled};  // Unix ns of OnCancel
 };
 
 }  // namespace

@@ -222,6 +222,13 @@ TEST(SchedulerBehaviourTest, CancelledRequestStopsAtTheNextStep) {
     RequestOutcome outcome = engine->TranslateSync("tiny", std::move(request));
     EXPECT_EQ(outcome.results.status().code(), absl::StatusCode::kCancelled);
     EXPECT_EQ(events, 3) << "no step ran after the cancellation";
+    // The emptied batch leaves the gauges too (set just after the removal).
+    const absl::Time until = absl::Now() + absl::Seconds(5);
+    while (engine->GetModel("tiny")->running_sentences != 0 && absl::Now() < until) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    EXPECT_EQ(engine->GetModel("tiny")->running_sentences, 0);
+    EXPECT_EQ(engine->GetModel("tiny")->cache_bytes, 0);
   }
   // The model keeps serving.
   EXPECT_TRUE(engine->TranslateSync("tiny", IdsRequest({{5, 3}}, Greedy())).results.ok());

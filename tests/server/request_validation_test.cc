@@ -30,7 +30,16 @@ TEST(RequestValidationTest, AcceptsAndAppliesDefaults) {
   EXPECT_EQ(result->options.beam_size, 4);
   EXPECT_EQ(result->options.num_hypotheses, 1);
   EXPECT_EQ(result->options.max_decoding_length, 256);
+  EXPECT_EQ(result->options.max_input_length, 0);  // the model's own limit
   EXPECT_FALSE(result->return_scores);
+}
+
+TEST(RequestValidationTest, TokenLimitGoesToTheEngine) {
+  RequestLimits limits;
+  limits.max_sentence_tokens = 24;
+  auto result = ValidateTranslateRequest(Request({"Ein Hund."}), limits, "de-en");
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->options.max_input_length, 24);
 }
 
 TEST(RequestValidationTest, RefusesBadInputWithAnExplanation) {

@@ -59,6 +59,7 @@ TEST(ServerOptionsTest, OutOfRangeSettingsAreNamed) {
   expect_invalid({"--tls_cert", "cert.pem"}, "--tls_cert and --tls_key go together");
   expect_invalid({"--max_beam_size", "4", "--default_beam_size", "5"}, "--default_beam_size");
   expect_invalid({"--models", "=dir"}, "NAME or NAME=DIR");
+  expect_invalid({"--max_sentence_tokens", "-1"}, "--max_sentence_tokens is -1");
 }
 
 TEST(ServerOptionsTest, UnknownFlagIsAParseError) {

@@ -1,0 +1,117 @@
+"""A real quantmt-server process for Python tests: free loopback ports, its
+log, /metrics scraped and parsed, the quantmt load tester, and Python gRPC
+stubs generated from the project's .proto files."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def resident_bytes(pid):
+    """VmRSS of a process, from /proc."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def sample(metrics_text, series):
+    """The value of one series (name and labels exactly as exposed), 0 if absent."""
+    for line in metrics_text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def requests_by_code(metrics_text, rpc="Translate"):
+    """quantmt_requests_total of one RPC, summed over models, by code."""
+    counts = {}
+    for line in metrics_text.splitlines():
+        if line.startswith('quantmt_requests_total{rpc="%s"' % rpc):
+            code = line.split('code="')[1].split('"')[0]
+            counts[code] = counts.get(code, 0) + int(float(line.split()[-1]))
+    return counts
+
+
+def generate_stubs(source_dir, out_dir):
+    """quantmt.v1 translation and models modules under out_dir, put on sys.path."""
+    proto_dir = os.path.join(source_dir, "proto")
+    os.makedirs(out_dir, exist_ok=True)
+    subprocess.run(
+        ["protoc", "-I", proto_dir, "--python_out", out_dir, "--grpc_python_out", out_dir,
+         "--plugin=protoc-gen-grpc_python=" + shutil.which("grpc_python_plugin"),
+         "quantmt/v1/translation.proto", "quantmt/v1/models.proto"], check=True)
+    if out_dir not in sys.path:
+        sys.path.insert(0, out_dir)
+
+
+class Server:
+    """quantmt-server on 127.0.0.1 with `extra` flags; ready when constructed."""
+
+    def __init__(self, server_bin, work_dir, *extra, model_root=None, models="default",
+                 wait=True):
+        self.port, self.metrics_port = free_port(), free_port()
+        self.log = tempfile.NamedTemporaryFile(mode="w+", dir=work_dir, suffix=".log")
+        self.process = subprocess.Popen(
+            [server_bin, "--host=127.0.0.1", f"--port={self.port}",
+             f"--metrics_port={self.metrics_port}", f"--model_root={model_root}",
+             f"--models={models}", *extra],
+            stderr=self.log, env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"))
+        if wait and not self.wait_ready():
+            text = self.text()
+            self.stop()
+            raise RuntimeError("quantmt-server did not start:\n" + text)
+
+    def wait_ready(self, timeout=120):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if "quantmt-server: ready" in self.text():
+                return True
+            if self.process.poll() is not None:
+                return False
+            time.sleep(0.05)
+        return False
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def alive(self):
+        return self.process.poll() is None
+
+    def text(self):
+        self.log.seek(0)
+        return self.log.read()
+
+    def metrics(self):
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.read().decode()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+def run_load(quantmt_bin, server, *args, timeout=300):
+    """`quantmt load --json ARGS` against `server`: the parsed summary."""
+    result = subprocess.run(
+        [quantmt_bin, "--address", server.address, "load", "--json", *args],
+        capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise AssertionError("quantmt load failed: " + result.stderr[-2000:])
+    return json.loads(result.stdout)
