@@ -32,10 +32,12 @@ void AttendOneQuery(const float* query, const float* keys, int64_t key_stride, c
                     const AttentionShape& shape, float scale, float* scores, float* out) {
   float highest = kNegInf;
   for (int64_t t = 0; t < shape.keys; ++t) {
-    float score = scale * Dot(query, keys + t * key_stride, shape.head_dim);
-    if (mask != nullptr) score += mask[t * mask_stride];
-    scores[t] = score;
-    highest = std::max(highest, score);
+    // A masked slot is never read: a cache slot no row has written yet may
+    // hold anything, so the cache need not be zero-filled.
+    const float bias = mask != nullptr ? mask[t * mask_stride] : 0.0f;
+    scores[t] = bias == kNegInf ? kNegInf
+                                : scale * Dot(query, keys + t * key_stride, shape.head_dim) + bias;
+    highest = std::max(highest, scores[t]);
   }
   std::fill(out, out + shape.head_dim, 0.0f);
   if (highest == kNegInf) return;  // every key masked
@@ -46,7 +48,7 @@ void AttendOneQuery(const float* query, const float* keys, int64_t key_stride, c
   }
   const float inverse_total = 1.0f / total;
   for (int64_t t = 0; t < shape.keys; ++t) {
-    if (scores[t] == 0.0f) continue;  // masked slots may hold anything
+    if (scores[t] == 0.0f) continue;  // masked: never read
     AddScaled(scores[t] * inverse_total, values + t * value_stride, shape.head_dim, out);
   }
 }

@@ -41,8 +41,9 @@ struct AttentionShape {
 };
 
 // out[b, i, h * head_dim + d] = sum_t softmax_t(scale * q[b,h,i] . k[b,h,t]
-// + mask[b,i,t]) * v[b,h,t,d]. A query whose every key is masked gets zeros
-// (LibTorch's softmax would give NaN). `threads` splits the (b, h) pairs.
+// + mask[b,i,t]) * v[b,h,t,d]. Keys and values of masked slots (-inf) are
+// never read. A query whose every key is masked gets zeros (LibTorch's
+// softmax would give NaN). `threads` splits the (b, h) pairs.
 void AttentionForward(const HeadsView& q, const HeadsView& k, const HeadsView& v,
                       const MaskView& mask, const AttentionShape& shape, float scale, float* out,
                       int threads);

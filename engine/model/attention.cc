@@ -140,13 +140,16 @@ torch::Tensor MultiHeadAttention::ForwardIncremental(const torch::Tensor& x, Key
   const int64_t capacity = cache->keys.defined() ? cache->keys.size(2) : 0;
   if (step.length > capacity) {
     // Grow geometrically (amortized O(1) copies per step) up to the limit.
-    // Zero-filled: masked slots get zero attention weight, and 0 * garbage
-    // could be NaN.
+    // LibTorch's attention multiplies masked slots by a zero weight, and
+    // 0 * garbage could be NaN, so its cache is zero-filled; the fused CPU
+    // kernel never reads a masked slot, so filling would only cost time.
     int64_t grown = std::max<int64_t>(16, capacity * 2);
     if (step.capacity_limit > 0) grown = std::min(grown, step.capacity_limit);
     grown = std::max(grown, step.length);
-    auto keys = torch::zeros({k.size(0), heads_, grown, head_dim_}, k.options());
-    auto values = torch::zeros_like(keys);
+    const bool fused = FusedKernelApplies(k, k, k, step.mask);
+    auto keys = fused ? torch::empty({k.size(0), heads_, grown, head_dim_}, k.options())
+                      : torch::zeros({k.size(0), heads_, grown, head_dim_}, k.options());
+    auto values = fused ? torch::empty_like(keys) : torch::zeros_like(keys);
     if (capacity > 0) {
       keys.narrow(2, 0, capacity).copy_(cache->keys);
       values.narrow(2, 0, capacity).copy_(cache->values);

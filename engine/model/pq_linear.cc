@@ -50,14 +50,14 @@ bool DaqLayoutFor(const DaqParams& params, const LinearSpec& spec, DaqLayout* la
   return true;
 }
 
-DaqKernel ChooseDaqKernel(const DaqLayout& layout) {
-  // Operation counts, not yet a measurement: per input row the tables cost
-  // buckets * K multiply-adds per input weight, the dense product
-  // out_features, and the gathers are about 1/block of the dense work. So
-  // lookup when buckets * K is at most half of out_features.
-  // bench/daq_kernels.cc measures both paths per shape to replace this rule.
-  return layout.buckets * layout.centroids * 2 <= layout.out_features ? DaqKernel::kLookup
-                                                                      : DaqKernel::kDecompress;
+DaqKernel ChooseDaqKernel(const DaqLayout& /*layout*/) {
+  // Measured with quantmt-bench-daq (2 threads, 8-bit and 4-bit, 1 and 4
+  // buckets, every layer shape of the default and reference models, 1-64
+  // rows): the dense product over the decoded weight was faster in 92 of 96
+  // cells, often by 10x or more; the lookup table won only four 4-bit cells
+  // at 8 rows, by up to 1.4x. So decompress; lookup stays available
+  // (QUANTMT_DAQ_KERNEL=lookup) where RAM matters more than speed.
+  return DaqKernel::kDecompress;
 }
 
 PqLinear::PqLinear(const DaqLayout& layout, bool with_bias)
