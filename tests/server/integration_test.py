@@ -27,15 +27,13 @@ import unittest
 import urllib.parse
 import urllib.request
 
+# Shared with the soak and fault tests.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from server_harness import free_port, requests_by_code, resident_bytes, sample  # noqa: E402
+
 SERVER_BIN, QUANTMT_BIN, SOURCE_DIR, WORK_DIR = sys.argv[1:5]
 del sys.argv[1:5]
 LOAD_SECONDS = float(os.environ.get("QUANTMT_LOAD_SECONDS", "5"))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_get(url, timeout=5):
@@ -58,14 +56,6 @@ def generate_stubs(out_dir):
         ["protoc", "-I", os.path.dirname(health_dir), "--python_out", out_dir, "--grpc_python_out",
          out_dir, plugin, "health_check/health.proto"], check=True)
     sys.path.insert(0, out_dir)
-
-
-def resident_bytes(pid):
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 class Server:
@@ -102,22 +92,6 @@ class Server:
             self.process.kill()
             self.process.wait()
         self.log.close()
-
-
-def sample(metrics_text, series):
-    for line in metrics_text.splitlines():
-        if line.startswith(series + " "):
-            return float(line.split()[-1])
-    return 0.0
-
-
-def requests_by_code(metrics_text, rpc="Translate"):
-    counts = {}
-    for line in metrics_text.splitlines():
-        if line.startswith('quantmt_requests_total{rpc="%s"' % rpc):
-            code = line.split('code="')[1].split('"')[0]
-            counts[code] = counts.get(code, 0) + float(line.split()[-1])
-    return counts
 
 
 def run_load(server, *args):
