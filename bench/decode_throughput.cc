@@ -74,9 +74,11 @@ int main(int argc, char** argv) {
                  "Prepare layers for inference as the Translator does (CPU float32: oneDNN "
                  "matmul; false keeps LibTorch/OpenBLAS, for comparison)")
       ->capture_default_str();
-  app.add_option("--profile", profile,
-                 "After the timings, run each batch size once more under LibTorch's op profiler "
-                 "and print where the time goes")
+  app.add_option(
+         "--profile", profile,
+         "After the timings, run each batch size once more under LibTorch's op profiler "
+         "and print where the time goes (QUANTMT_PROFILE_SHAPES=1: one row per op and input "
+         "shapes)")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 

@@ -5,25 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
-#include <fstream>
+#include <string>
 
-#include "eval/bleu.h"
-#include "quantmt/engine/translator.h"
+#include "default_model_quality.h"
 
 namespace quantmt {
 namespace {
-
-std::string SourceDir() {
-  const char* dir = std::getenv("QUANTMT_SOURCE_DIR");
-  return dir ? dir : ".";
-}
-
-std::vector<std::string> ReadLines(const std::string& path, size_t limit) {
-  std::vector<std::string> lines;
-  std::ifstream in(path);
-  for (std::string line; lines.size() < limit && std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
 
 // models/default quantized once per test program.
 const std::string& Int8ModelDir() {
@@ -37,46 +24,14 @@ const std::string& Int8ModelDir() {
   return dir;
 }
 
-std::unique_ptr<Translator> Load(const std::string& model_dir) {
-  TranslatorOptions options;
-  options.num_threads = 2;
-  auto translator = Translator::Create(model_dir, options);
-  EXPECT_TRUE(translator.ok()) << translator.status();
-  return translator.ok() ? std::move(*translator) : nullptr;
-}
-
 TEST(Int8DefaultModelTest, TranslatesGermanToEnglish) {
-  auto translator = Load(Int8ModelDir());
+  auto translator = LoadTranslator(Int8ModelDir());
   ASSERT_NE(translator, nullptr);
   EXPECT_EQ(translator->info().quantization, "int8_dynamic");
   auto results = translator->Translate({"Ein Hund rennt über die Wiese."}, {});
   ASSERT_TRUE(results.ok()) << results.status();
   EXPECT_NE((*results)[0].hypotheses[0].text.find("dog"), std::string::npos)
       << (*results)[0].hypotheses[0].text;
-}
-
-// Greedy BLEU of `model_dir` on captions/test[0:200]; -1 without the data.
-double CaptionsGreedyBleu(const std::string& model_dir) {
-  const char* data = std::getenv("QUANTMT_DATA_DIR");
-  if (data == nullptr) return -1;
-  const std::string root = std::string(data) + "/de-en/captions/test";
-  auto sources = ReadLines(root + ".de", 200);
-  auto references = ReadLines(root + ".en", 200);
-  if (sources.empty()) return -1;
-  auto translator = Load(model_dir);
-  if (translator == nullptr) return 0;
-  TranslationOptions greedy;
-  greedy.beam_size = 1;
-  auto results = translator->Translate(sources, greedy);
-  EXPECT_TRUE(results.ok()) << results.status();
-  if (!results.ok()) return 0;
-  std::vector<std::string> hypotheses;
-  for (const auto& result : *results) hypotheses.push_back(result.hypotheses[0].text);
-  auto bleu = eval::CorpusBleu(hypotheses, {references});
-  EXPECT_TRUE(bleu.ok()) << bleu.status();
-  if (!bleu.ok()) return 0;
-  std::cout << model_dir << ", captions/test[0:200] greedy: " << bleu->ToString() << "\n";
-  return bleu->score;
 }
 
 TEST(Int8DefaultModelTest, KeepsItsQualityOnCaptions) {
@@ -89,7 +44,7 @@ TEST(Int8DefaultModelTest, KeepsItsQualityOnCaptions) {
 }
 
 TEST(DaqDefaultModelTest, TranslatesAndKeepsItsQualityOnCaptions) {
-  auto translator = Load(SourceDir() + "/models/default-daq");
+  auto translator = LoadTranslator(SourceDir() + "/models/default-daq");
   ASSERT_NE(translator, nullptr);
   EXPECT_EQ(translator->info().quantization, "daq");
   const double bleu = CaptionsGreedyBleu(SourceDir() + "/models/default-daq");
