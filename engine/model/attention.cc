@@ -50,8 +50,8 @@ int64_t KeyValueCache::bytes() const {
 }
 
 MultiHeadAttention::MultiHeadAttention(int64_t d_model, int64_t attention_dim, int64_t heads,
-                                       const LinearFactory& make_linear)
-    : heads_(heads), head_dim_(attention_dim / heads) {
+                                       const LinearFactory& make_linear, AttentionKind kind)
+    : heads_(heads), head_dim_(attention_dim / heads), kind_(kind) {
   q_proj_ = register_module("q_proj",
                             make_linear({d_model, attention_dim, true, LinearRole::kAttention}));
   k_proj_ = register_module("k_proj",
@@ -63,7 +63,40 @@ MultiHeadAttention::MultiHeadAttention(int64_t d_model, int64_t attention_dim, i
 }
 
 torch::Tensor MultiHeadAttention::SplitHeads(const torch::Tensor& x) const {
+  // view also splits a column range of a wider tensor (the stacked layer's
+  // output): only the last axis must be contiguous.
   return x.view({x.size(0), x.size(1), heads_, head_dim_}).transpose(1, 2);
+}
+
+void MultiHeadAttention::PrepareForInference() {
+  std::vector<std::shared_ptr<Linear>> parts = {k_proj_, v_proj_};
+  if (kind_ == AttentionKind::kSelf) parts.insert(parts.begin(), q_proj_);
+  stacked_ = StackProjections(parts);
+  if (stacked_) {
+    for (auto& part : parts) part->ReleaseInferenceState();
+  }
+}
+
+Linear* MultiHeadAttention::StackedFor(const torch::Tensor& input) const {
+  if (!stacked_ || !input.is_cpu() || torch::GradMode::is_enabled()) return nullptr;
+  return stacked_.get();
+}
+
+std::vector<torch::Tensor> MultiHeadAttention::Project(const torch::Tensor& input) {
+  std::vector<std::shared_ptr<Linear>> parts = {k_proj_, v_proj_};
+  if (kind_ == AttentionKind::kSelf) parts.insert(parts.begin(), q_proj_);
+  std::vector<torch::Tensor> projections;
+  if (Linear* stacked = StackedFor(input)) {
+    auto all = stacked->Forward(input);
+    int64_t offset = 0;
+    for (const auto& part : parts) {
+      projections.push_back(SplitHeads(all.narrow(-1, offset, part->out_features())));
+      offset += part->out_features();
+    }
+  } else {
+    for (const auto& part : parts) projections.push_back(SplitHeads(part->Forward(input)));
+  }
+  return projections;
 }
 
 namespace {
@@ -118,6 +151,10 @@ torch::Tensor MultiHeadAttention::Attend(const torch::Tensor& q, const torch::Te
 
 torch::Tensor MultiHeadAttention::Forward(const torch::Tensor& query, const torch::Tensor& memory,
                                           const torch::Tensor& mask, double dropout) {
+  if (kind_ == AttentionKind::kSelf && query.is_same(memory)) {
+    auto qkv = Project(query);
+    return Attend(qkv[0], qkv[1], qkv[2], mask, dropout);
+  }
   auto q = SplitHeads(q_proj_->Forward(query));
   auto k = SplitHeads(k_proj_->Forward(memory));
   auto v = SplitHeads(v_proj_->Forward(memory));
@@ -126,17 +163,29 @@ torch::Tensor MultiHeadAttention::Forward(const torch::Tensor& query, const torc
 
 KeyValueCache MultiHeadAttention::ProjectKeyValue(const torch::Tensor& memory) {
   KeyValueCache cache;
-  cache.keys = SplitHeads(k_proj_->Forward(memory));
-  cache.values = SplitHeads(v_proj_->Forward(memory));
+  if (kind_ == AttentionKind::kCross) {
+    auto kv = Project(memory);
+    cache.keys = kv[0];
+    cache.values = kv[1];
+  } else {
+    cache.keys = SplitHeads(k_proj_->Forward(memory));
+    cache.values = SplitHeads(v_proj_->Forward(memory));
+  }
   cache.length = memory.size(1);
   return cache;
 }
 
 torch::Tensor MultiHeadAttention::ForwardIncremental(const torch::Tensor& x, KeyValueCache* cache,
                                                      const StepPositions& step) {
-  auto q = SplitHeads(q_proj_->Forward(x));
-  auto k = SplitHeads(k_proj_->Forward(x));
-  auto v = SplitHeads(v_proj_->Forward(x));
+  torch::Tensor q, k, v;
+  if (kind_ == AttentionKind::kSelf) {
+    auto qkv = Project(x);
+    q = qkv[0], k = qkv[1], v = qkv[2];
+  } else {
+    q = SplitHeads(q_proj_->Forward(x));
+    k = SplitHeads(k_proj_->Forward(x));
+    v = SplitHeads(v_proj_->Forward(x));
+  }
   const int64_t capacity = cache->keys.defined() ? cache->keys.size(2) : 0;
   if (step.length > capacity) {
     // Grow geometrically (amortized O(1) copies per step) up to the limit.

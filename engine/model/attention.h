@@ -45,10 +45,21 @@ struct StepPositions {
   int64_t capacity_limit = 0;
 };
 
-class MultiHeadAttention : public torch::nn::Module {
+// Self-attention projects q, k and v from one input; cross-attention
+// projects k and v from the encoder output. Serving stacks those that share
+// an input into one layer.
+enum class AttentionKind { kSelf, kCross };
+
+class MultiHeadAttention : public torch::nn::Module, public InferencePreparable {
  public:
   MultiHeadAttention(int64_t d_model, int64_t attention_dim, int64_t heads,
-                     const LinearFactory& make_linear);
+                     const LinearFactory& make_linear, AttentionKind kind = AttentionKind::kSelf);
+
+  // Stacks q/k/v (self) or k/v (cross) into one layer where the precision
+  // can (see StackProjections), and releases the parts' own packed weights.
+  void PrepareForInference() override;
+  // Whether PrepareForInference stacked the projections.
+  bool stacked() const { return stacked_ != nullptr; }
 
   // Full attention. query [B, Tq, d_model], memory [B, Tk, d_model];
   // mask: additive, broadcastable to [B, heads, Tq, Tk] (0 or -inf), or undefined.
@@ -70,12 +81,20 @@ class MultiHeadAttention : public torch::nn::Module {
 
  private:
   torch::Tensor SplitHeads(const torch::Tensor& x) const;  // [B,T,A] -> [B,H,T,D]
+  // The stacked layer when it serves this input (CPU, no autograd), else null.
+  Linear* StackedFor(const torch::Tensor& input) const;
+  // Projections of one input, through the stacked layer when it serves:
+  // {q, k, v} (self-attention) or {k, v} (cross), each [B, H, T, D].
+  std::vector<torch::Tensor> Project(const torch::Tensor& input);
   torch::Tensor Attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                        const torch::Tensor& mask, double dropout);
 
   int64_t heads_;
   int64_t head_dim_;
+  AttentionKind kind_;
   std::shared_ptr<Linear> q_proj_, k_proj_, v_proj_, out_proj_;
+  // Serving only, not a registered module (not in checkpoints).
+  std::shared_ptr<Linear> stacked_;
 };
 
 }  // namespace quantmt

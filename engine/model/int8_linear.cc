@@ -81,6 +81,35 @@ void Int8Linear::SetInputScale(float scale) {
   Unprepare();
 }
 
+std::shared_ptr<Int8Linear> Int8Linear::Stack(const std::vector<const Int8Linear*>& parts) {
+  if (parts.empty()) return nullptr;
+  const Int8Linear& first = *parts.front();
+  std::vector<torch::Tensor> codes, scales, biases;
+  for (const Int8Linear* part : parts) {
+    if (part->mode_ != first.mode_ || part->in_features() != first.in_features() ||
+        part->weight_.device() != first.weight_.device() ||
+        part->compute_dtype_ != first.compute_dtype_ ||
+        part->bias_.defined() != first.bias_.defined() ||
+        (part->input_scale_.defined() && !torch::equal(part->input_scale_, first.input_scale_))) {
+      return nullptr;
+    }
+    codes.push_back(part->weight_);
+    scales.push_back(part->weight_scale_);
+    if (part->bias_.defined()) biases.push_back(part->bias_);
+  }
+  torch::NoGradGuard no_grad;
+  auto weight = torch::cat(codes);
+  auto stacked =
+      std::make_shared<Int8Linear>(weight.size(1), weight.size(0), !biases.empty(), first.mode_);
+  stacked->compute_dtype_ = first.compute_dtype_;
+  stacked->weight_.set_data(weight);
+  stacked->weight_scale_.set_data(torch::cat(scales));
+  if (!biases.empty()) stacked->bias_.set_data(torch::cat(biases));
+  if (first.input_scale_.defined()) stacked->input_scale_.set_data(first.input_scale_.clone());
+  stacked->PrepareForInference();
+  return stacked;
+}
+
 void Int8Linear::Unprepare() {
   gemm_.reset();
   dequantized_weight_ = torch::Tensor();

@@ -50,6 +50,7 @@ class Int8Linear : public Linear {
   torch::Tensor Forward(const torch::Tensor& input) override;
   torch::Tensor EmbedRows(const torch::Tensor& ids) override;
   void PrepareForInference() override;
+  void ReleaseInferenceState() override { Unprepare(); }
   int64_t in_features() const override { return weight_.size(1); }
   int64_t out_features() const override { return weight_.size(0); }
 
@@ -58,6 +59,13 @@ class Int8Linear : public Linear {
   // afterwards to serve.
   void SetFromFloat(const torch::Tensor& weight, const torch::Tensor& bias);
   void SetInputScale(float scale);
+
+  // One prepared layer whose outputs are those of `parts` side by side
+  // (codes and scales stacked along the output axis), or null when the parts
+  // differ in mode, input size, bias, device or (static mode) input scale.
+  // Dynamic mode quantizes each input row once for all parts, with the scale
+  // each part alone would use, so the outputs are exactly the parts'.
+  static std::shared_ptr<Int8Linear> Stack(const std::vector<const Int8Linear*>& parts);
 
   Int8Mode mode() const { return mode_; }
   const torch::Tensor& weight() const { return weight_; }

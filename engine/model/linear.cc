@@ -21,8 +21,12 @@ FloatLinear::FloatLinear(int64_t in_features, int64_t out_features, bool with_bi
 }
 
 void PrepareForInference(torch::nn::Module& model) {
-  for (const auto& module : model.modules(/*include_self=*/true)) {
-    if (auto* linear = dynamic_cast<Linear*>(module.get())) linear->PrepareForInference();
+  // modules() lists parents before their children.
+  auto modules = model.modules(/*include_self=*/true);
+  for (auto module = modules.rbegin(); module != modules.rend(); ++module) {
+    if (auto* preparable = dynamic_cast<InferencePreparable*>(module->get())) {
+      preparable->PrepareForInference();
+    }
   }
 }
 
@@ -42,6 +46,58 @@ void FloatLinear::PrepareForInference() {
                                             bias.defined() ? bias.data_ptr<float>() : nullptr,
                                             weight.size(0), weight.size(1));
   if (matmul.ok()) matmul_ = std::move(*matmul);  // else LibTorch serves
+}
+
+void FloatLinear::ReleaseInferenceState() { matmul_.reset(); }
+
+std::shared_ptr<FloatLinear> FloatLinear::Stack(const std::vector<const FloatLinear*>& parts) {
+  if (parts.empty()) return nullptr;
+  const FloatLinear& first = *parts.front();
+  std::vector<torch::Tensor> weights, biases;
+  for (const FloatLinear* part : parts) {
+    const auto& w = part->weight_;
+    if (w.size(1) != first.weight_.size(1) || w.device() != first.weight_.device() ||
+        w.scalar_type() != first.weight_.scalar_type() ||
+        part->bias_.defined() != first.bias_.defined()) {
+      return nullptr;
+    }
+    weights.push_back(w);
+    if (part->bias_.defined()) biases.push_back(part->bias_);
+  }
+  torch::NoGradGuard no_grad;
+  auto weight = torch::cat(weights);
+  auto stacked = std::make_shared<FloatLinear>(weight.size(1), weight.size(0), !biases.empty());
+  stacked->weight_.set_data(weight);
+  if (!biases.empty()) stacked->bias_.set_data(torch::cat(biases));
+  stacked->PrepareForInference();
+  return stacked;
+}
+
+namespace {
+
+// The parts as T, or empty when any is another kind of layer.
+template <typename T>
+std::vector<const T*> AllOf(const std::vector<std::shared_ptr<Linear>>& parts) {
+  std::vector<const T*> typed;
+  for (const auto& part : parts) {
+    const auto* as_t = dynamic_cast<const T*>(part.get());
+    if (as_t == nullptr) return {};
+    typed.push_back(as_t);
+  }
+  return typed;
+}
+
+}  // namespace
+
+std::shared_ptr<Linear> StackProjections(const std::vector<std::shared_ptr<Linear>>& parts) {
+  // CPU only: the CUDA paths (and their parity tests) keep separate layers.
+  if (parts.size() < 2 || !parts.front()->parameters().front().is_cpu()) return nullptr;
+  if (auto floats = AllOf<FloatLinear>(parts); !floats.empty()) {
+    if (floats.front()->weight().scalar_type() != torch::kFloat32) return nullptr;
+    return FloatLinear::Stack(floats);
+  }
+  if (auto int8s = AllOf<Int8Linear>(parts); !int8s.empty()) return Int8Linear::Stack(int8s);
+  return nullptr;
 }
 
 torch::Tensor FloatLinear::Forward(const torch::Tensor& input) {

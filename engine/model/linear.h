@@ -39,7 +39,17 @@ struct LinearSpec {
   LinearRole role = LinearRole::kFeedForward;
 };
 
-class Linear : public torch::nn::Module {
+// A module holding state derived for serving (packed weights, stacked
+// projections), built by PrepareForInference once its weights are final and
+// it sits on its device in its dtype. Loading new weights or moving it
+// afterwards needs another call.
+class InferencePreparable {
+ public:
+  virtual ~InferencePreparable() = default;
+  virtual void PrepareForInference() = 0;
+};
+
+class Linear : public torch::nn::Module, public InferencePreparable {
  public:
   // input: [..., in_features] -> [..., out_features]
   virtual torch::Tensor Forward(const torch::Tensor& input) = 0;
@@ -49,13 +59,15 @@ class Linear : public torch::nn::Module {
   virtual torch::Tensor EmbedRows(const torch::Tensor& ids);
   virtual int64_t in_features() const = 0;
   virtual int64_t out_features() const = 0;
-  // Readies the layer for serving once its weights are final and it sits on
-  // its device in its dtype (e.g. packs weights for a CPU kernel). Loading
-  // new weights or moving the layer afterwards needs another call.
-  virtual void PrepareForInference() {}
+  // E.g. packs the weights for a CPU kernel.
+  void PrepareForInference() override {}
+  // Drops what PrepareForInference built, when another layer serves in this
+  // one's place (see StackedProjection); Forward stays correct, only slower.
+  virtual void ReleaseInferenceState() {}
 };
 
-// Calls PrepareForInference on every Linear inside `model`.
+// Calls PrepareForInference on every module inside `model` that has one,
+// children before their parents (a parent may stack its children's weights).
 void PrepareForInference(torch::nn::Module& model);
 
 // Floating-point weights (FP32/FP16/BF16, whatever dtype the module holds).
@@ -70,17 +82,30 @@ class FloatLinear : public Linear {
   torch::Tensor Forward(const torch::Tensor& input) override;
   torch::Tensor EmbedRows(const torch::Tensor& ids) override;
   void PrepareForInference() override;
+  void ReleaseInferenceState() override;
   int64_t in_features() const override { return weight_.size(1); }
   int64_t out_features() const override { return weight_.size(0); }
 
   const torch::Tensor& weight() const { return weight_; }
   torch::Tensor& mutable_weight() { return weight_; }
 
+  // One prepared layer whose outputs are those of `parts` side by side
+  // (weights stacked along the output axis), or null when the parts differ
+  // in input size, bias, device or dtype.
+  static std::shared_ptr<FloatLinear> Stack(const std::vector<const FloatLinear*>& parts);
+
  private:
   torch::Tensor weight_;
   torch::Tensor bias_;                           // undefined when there is no bias
   std::shared_ptr<kernels::DnnlMatmul> matmul_;  // set by PrepareForInference
 };
+
+// One prepared layer computing all `parts` side by side from one input (the
+// q, k and v projections of self-attention): one GEMM instead of several,
+// and for int8 one quantization of the input. Serving-only state: the parts
+// stay the parameters a checkpoint binds to. Null when the precision cannot
+// stack (DAQ, mixed precisions) or the parts are not CPU float32 layers.
+std::shared_ptr<Linear> StackProjections(const std::vector<std::shared_ptr<Linear>>& parts);
 
 // input @ weight^T + bias for float weights [out, in]; bias may be undefined.
 // On the CPU a single row goes through a matrix-vector product: OpenBLAS runs

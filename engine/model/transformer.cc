@@ -100,9 +100,9 @@ DecoderLayer::DecoderLayer(const ModelConfig& config, const LayerConfig& layer,
                                        config.d_model, attention_dim, layer.heads, make_linear));
   self_attn_layer_norm_ =
       register_module("self_attn_layer_norm", MakeLayerNorm(config.d_model, config.layer_norm_eps));
-  encoder_attn_ =
-      register_module("encoder_attn", std::make_shared<MultiHeadAttention>(
-                                          config.d_model, attention_dim, layer.heads, make_linear));
+  encoder_attn_ = register_module("encoder_attn", std::make_shared<MultiHeadAttention>(
+                                                      config.d_model, attention_dim, layer.heads,
+                                                      make_linear, AttentionKind::kCross));
   encoder_attn_layer_norm_ = register_module("encoder_attn_layer_norm",
                                              MakeLayerNorm(config.d_model, config.layer_norm_eps));
   ffn_ = register_module("ffn", std::make_shared<FeedForward>(config.d_model, layer.ffn_dim,
