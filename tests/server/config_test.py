@@ -2,7 +2,8 @@
 """quantmt-server started with --config FILE (a TOML file written here),
 checked through Python grpcio against the real process:
 
-- the ports, model root, models, limits and admin token come from the file;
+- the ports, model root, models, replicas, limits and admin token come
+  from the file;
 - a flag on the command line wins over the file, the file wins over a
   QUANTMT_* variable, and a variable sets what the file leaves out;
 - a bad file (unknown key, wrong type, value out of range, missing file)
@@ -42,13 +43,14 @@ def error_of(call):
 class ConfigFileTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        config = {"threads": 1, "max_sentences": 3, "max_request_bytes": 120,
+        config = {"threads": 1, "replicas": 1, "max_sentences": 3, "max_request_bytes": 120,
                   "max_receive_message_bytes": 2048, "default_beam_size": 1,
                   "admin_token": TOKEN}
         environment = {"QUANTMT_MAX_REQUEST_BYTES": "50",  # the file's 120 wins
                        "QUANTMT_MAX_BEAM_SIZE": "2"}  # not in the file: applies
         cls.server = Server(SERVER_BIN, WORK_DIR, "--max_sentences=5",  # the flag wins
-                            model_root=os.path.join(SOURCE_DIR, "models"), config=config,
+                            model_root=os.path.join(SOURCE_DIR, "models"),
+                            models="default,copy=default", config=config,
                             env=environment)
         cls.channel = grpc.insecure_channel(cls.server.address)
         cls.stub = translation_pb2_grpc.TranslationServiceStub(cls.channel)
@@ -71,7 +73,12 @@ class ConfigFileTest(unittest.TestCase):
         self.assertIn(f"gRPC on 127.0.0.1:{self.server.port}", self.server.text())
         listed = models_pb2_grpc.ModelServiceStub(self.channel).ListModels(
             models_pb2.ListModelsRequest(), timeout=30)
-        self.assertEqual([m.name for m in listed.models], ["default"])
+        models = {m.name: m for m in listed.models}
+        self.assertEqual(set(models), {"default", "copy"})
+        self.assertTrue(models["default"].is_default)  # the first in the file's list
+        self.assertTrue(models["copy"].model_dir.endswith(os.path.join("models", "default")))
+        # The file's replicas, not the automatic plan (two on two cores).
+        self.assertEqual([m.replicas for m in listed.models], [1, 1])
         self.assertIn("quantmt_requests_total", self.server.metrics())
 
     def test_a_flag_wins_over_the_file(self):
