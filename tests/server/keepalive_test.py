@@ -33,7 +33,8 @@ ENHANCE_YOUR_CALM = 0xB
 
 def frame(kind, flags, payload=b""):
     """A frame on stream 0 (connection-level)."""
-    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", 0) + payload
+    header = struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", 0)
+    return header + payload
 
 
 class Peer:
