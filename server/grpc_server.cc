@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.pb.h"
+#include "server/admission/request_validation.h"
 
 namespace quantmt::server {
 namespace {
@@ -46,7 +47,10 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const ServerOption
   grpc::ServerBuilder builder;
   const std::string address = absl::StrCat(options.host, ":", options.port);
   builder.AddListeningPort(address, credentials, &server->port_);
-  builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  // The services enforce options.limits.max_receive_message_bytes
+  // themselves (a call gRPC refuses never reaches our code, nor the metrics);
+  // the transport's cap only bounds memory.
+  builder.SetMaxReceiveMessageSize(TransportReceiveLimit(options.limits));
   builder.SetMaxSendMessageSize(options.max_send_message_bytes);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options.max_concurrent_streams);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, options.keepalive_time_s * 1000);

@@ -26,7 +26,18 @@ int main(int argc, char** argv) {
   CLI::App app{"quantmt-server: translation over gRPC, metrics at /metrics"};
   ServerOptions options;
   AddServerFlags(app, &options);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ConfigError& e) {
+    // CLI11 says "INI was not able to parse KEY" for an unknown key.
+    std::fprintf(stderr,
+                 "quantmt-server: --config %s: %s: the keys are the flag names without the "
+                 "leading -- (see --help)\n",
+                 app.get_config_ptr()->as<std::string>().c_str(), e.what());
+    return 2;
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
   if (auto valid = ValidateServerOptions(options); !valid.ok()) return Fail(valid);
 
   // Signals go to the thread that waits for them below, not to gRPC's or

@@ -25,6 +25,11 @@ struct RequestLimits {
   int max_evaluate_lines = 20000;
   // Timed requests one Benchmark may run per batch size.
   int max_benchmark_iterations = 100;
+  // Bytes of one request message (each message of a stream). The services
+  // refuse a larger one themselves, so that the refusal is counted in the
+  // metrics; gRPC's transport drops messages over TransportReceiveLimit()
+  // before any of our code runs.
+  int max_receive_message_bytes = 4 << 20;
 };
 
 }  // namespace quantmt::server

@@ -1,9 +1,25 @@
 #include "server/admission/request_validation.h"
 
+#include <algorithm>
+#include <limits>
+
 #include "absl/strings/str_cat.h"
 #include "tokenizer/utf8.h"
 
 namespace quantmt::server {
+
+absl::Status ValidateMessageSize(size_t bytes, const RequestLimits& limits) {
+  if (bytes <= static_cast<size_t>(limits.max_receive_message_bytes)) return absl::OkStatus();
+  return absl::ResourceExhaustedError(
+      absl::StrCat("the request message has ", bytes, " bytes, over the size limit of ",
+                   limits.max_receive_message_bytes,
+                   " (--max_receive_message_bytes): send fewer or shorter sentences per request"));
+}
+
+int TransportReceiveLimit(const RequestLimits& limits) {
+  const int64_t twice = 2 * static_cast<int64_t>(limits.max_receive_message_bytes);
+  return static_cast<int>(std::min<int64_t>(twice, std::numeric_limits<int>::max()));
+}
 
 absl::Status ValidateSentence(const std::string& sentence, const std::string& where,
                               const RequestLimits& limits) {

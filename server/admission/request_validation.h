@@ -29,6 +29,15 @@ absl::StatusOr<ValidatedTranslation> ValidateTranslateRequest(const v1::Translat
 absl::StatusOr<TranslationOptions> ValidateOptions(const v1::TranslationOptions& options,
                                                    const RequestLimits& limits);
 
+// ResourceExhausted when a request message of `bytes` is over
+// limits.max_receive_message_bytes.
+absl::Status ValidateMessageSize(size_t bytes, const RequestLimits& limits);
+
+// The size gRPC's transport accepts: twice our limit, so that messages up to
+// that are refused (and counted) by ValidateMessageSize, while the memory a
+// message may take stays bounded.
+int TransportReceiveLimit(const RequestLimits& limits);
+
 // Checks one sentence: UTF-8 and size. `where` names it in the message,
 // e.g. "sentence 3".
 absl::Status ValidateSentence(const std::string& sentence, const std::string& where,

@@ -25,7 +25,11 @@ absl::Status CheckRange(const char* name, int64_t value, int64_t low, int64_t hi
 }  // namespace
 
 void AddServerFlags(CLI::App& app, ServerOptions* o) {
-  app.set_config("--config", "", "TOML or INI file with the same keys as the flags");
+  app.set_config("--config", "",
+                 "TOML or INI file with the same keys as the flags; flags given on the command "
+                 "line win over it, and it wins over QUANTMT_* variables");
+  // A misspelt key must not be ignored silently.
+  app.allow_config_extras(CLI::config_extras_mode::error);
   AddFlag(app, "host", o->host, "Address to listen on (gRPC and metrics)");
   AddFlag(app, "port", o->port, "gRPC port (0: any free port)");
   AddFlag(app, "metrics_port", o->metrics_port, "Prometheus /metrics port (-1: off)");
@@ -54,8 +58,9 @@ void AddServerFlags(CLI::App& app, ServerOptions* o) {
   AddFlag(app, "default_beam_size", l.default_beam_size, "Beam when a request says 0");
   AddFlag(app, "default_max_length", l.default_max_length, "max_length when a request says 0");
   AddFlag(app, "max_evaluate_lines", l.max_evaluate_lines, "Lines per Evaluate request");
-  AddFlag(app, "max_receive_message_bytes", o->max_receive_message_bytes,
-          "Largest request message; larger ones get RESOURCE_EXHAUSTED");
+  AddFlag(app, "max_receive_message_bytes", l.max_receive_message_bytes,
+          "Largest request message; larger ones get RESOURCE_EXHAUSTED (counted in the metrics "
+          "up to twice this size; beyond, gRPC drops them uncounted)");
   AddFlag(app, "max_send_message_bytes", o->max_send_message_bytes, "Largest response message");
   AddFlag(app, "max_concurrent_streams", o->max_concurrent_streams, "Calls per connection");
   AddFlag(app, "keepalive_time_s", o->keepalive_time_s, "Ping idle connections this often, s");
@@ -91,7 +96,7 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   RETURN_IF_ERROR(CheckRange("default_max_length", l.default_max_length, 1, l.max_length));
   RETURN_IF_ERROR(CheckRange("max_evaluate_lines", l.max_evaluate_lines, 1, 1 << 24));
   RETURN_IF_ERROR(
-      CheckRange("max_receive_message_bytes", o.max_receive_message_bytes, 1024, 1 << 30));
+      CheckRange("max_receive_message_bytes", l.max_receive_message_bytes, 1024, 1 << 30));
   RETURN_IF_ERROR(CheckRange("max_send_message_bytes", o.max_send_message_bytes, 1024, 1 << 30));
   RETURN_IF_ERROR(CheckRange("max_concurrent_streams", o.max_concurrent_streams, 1, 1 << 20));
   RETURN_IF_ERROR(CheckRange("keepalive_time_s", o.keepalive_time_s, 1, 86400));

@@ -1,6 +1,8 @@
-// quantmt-server's settings: flags, QUANTMT_* environment variables and an
-// optional TOML/INI config file (--config), in that order of precedence.
-// Each flag's help says its default and unit.
+// quantmt-server's settings: flags, an optional TOML/INI config file
+// (--config) and QUANTMT_* environment variables, in that order of
+// precedence (CLI11 reads the file before the environment, so a file's value
+// beats an image's environment default). Each flag's help says its default
+// and unit.
 #pragma once
 
 #include <string>
@@ -33,7 +35,6 @@ struct ServerOptions {
   int max_batch_tokens = 4096;
   int max_batch_wait_ms = 2;
   RequestLimits limits;
-  int max_receive_message_bytes = 4 << 20;
   int max_send_message_bytes = 16 << 20;
   int max_concurrent_streams = 256;  // per connection
   int keepalive_time_s = 60;         // server pings an idle connection this often

@@ -57,13 +57,16 @@ grpc::ServerWriteReactor<v1::BenchmarkResponse>* TranslationService::Benchmark(
       ServingState* state;
       ~JobSlot() { state->JobDone(); }
     } slot{state};
+    const RequestLimits& limits = state->limits();
+    if (auto size = ValidateMessageSize(request->ByteSizeLong(), limits); !size.ok()) {
+      return ToGrpcStatus(size);
+    }
     if (grpc::Status accepting = state->CheckAccepting(); !accepting.ok()) return accepting;
     auto status = state->engine().GetModel(model);
     if (!status.ok()) {
       return ToGrpcStatus(model.empty() ? absl::NotFoundError("the server has no model loaded")
                                         : status.status());
     }
-    const RequestLimits& limits = state->limits();
     v1::TranslationOptions proto_options = request->options();
     if (proto_options.beam_size() == 0) proto_options.set_beam_size(1);
     auto options = ValidateOptions(proto_options, limits);

@@ -121,6 +121,9 @@ absl::Status TranslateChunk(ServingState& state, const std::string& model,
 grpc::Status RunEvaluation(ServingState& state, grpc::CallbackServerContext& context,
                            const v1::EvaluateRequest& request, const std::string& model,
                            EvaluateJob& job) {
+  if (auto size = ValidateMessageSize(request.ByteSizeLong(), state.limits()); !size.ok()) {
+    return ToGrpcStatus(size);
+  }
   if (grpc::Status accepting = state.CheckAccepting(); !accepting.ok()) return accepting;
   if (model.empty()) return ToGrpcStatus(absl::NotFoundError("the server has no model loaded"));
   auto status = state.engine().GetModel(model);

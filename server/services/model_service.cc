@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/admission/admin_auth.h"
+#include "server/admission/request_validation.h"
 #include "server/convert/proto_conversion.h"
 #include "server/convert/status_conversion.h"
 
@@ -53,13 +54,17 @@ grpc::ServerUnaryReactor* ModelService::ListModels(grpc::CallbackServerContext* 
                                                    const v1::ListModelsRequest* request,
                                                    v1::ListModelsResponse* response) {
   const absl::Time start = absl::Now();
-  const std::string default_model = state_->default_model();
-  for (const ModelStatus& model : state_->engine().ListModels()) {
-    ToProto(model, model.name == default_model, response->add_models());
+  const grpc::Status status =
+      ToGrpcStatus(ValidateMessageSize(request->ByteSizeLong(), state_->limits()));
+  if (status.ok()) {
+    const std::string default_model = state_->default_model();
+    for (const ModelStatus& model : state_->engine().ListModels()) {
+      ToProto(model, model.name == default_model, response->add_models());
+    }
   }
-  state_->Record("ListModels", "", grpc::Status::OK, start);
+  state_->Record("ListModels", "", status, start);
   auto* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
+  reactor->Finish(status);
   return reactor;
 }
 
@@ -73,6 +78,9 @@ grpc::ServerUnaryReactor* ModelService::LoadModel(grpc::CallbackServerContext* c
     reactor->Finish(status);
     return reactor;
   };
+  if (auto size = ValidateMessageSize(request->ByteSizeLong(), state_->limits()); !size.ok()) {
+    return refuse(ToGrpcStatus(size));
+  }
   if (grpc::Status accepting = state_->CheckAccepting(); !accepting.ok()) return refuse(accepting);
   if (auto auth = CheckAdmin(*context, state_->admin_token()); !auth.ok()) {
     return refuse(ToGrpcStatus(auth));
@@ -102,7 +110,9 @@ grpc::ServerUnaryReactor* ModelService::UnloadModel(grpc::CallbackServerContext*
                                                     v1::UnloadModelResponse* response) {
   const absl::Time start = absl::Now();
   auto* reactor = context->DefaultReactor();
-  grpc::Status status = state_->CheckAccepting();
+  grpc::Status status =
+      ToGrpcStatus(ValidateMessageSize(request->ByteSizeLong(), state_->limits()));
+  if (status.ok()) status = state_->CheckAccepting();
   if (status.ok()) status = ToGrpcStatus(CheckAdmin(*context, state_->admin_token()));
   if (!status.ok()) {
     state_->Record("UnloadModel", request->name(), status, start);

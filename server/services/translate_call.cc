@@ -34,6 +34,11 @@ class TranslateReactor : public grpc::ServerUnaryReactor {
       Answer("", grpc::Status(grpc::StatusCode::CANCELLED, "the request message never arrived"));
       return;
     }
+    // Refused before parsing: its model is not known, so it counts as "".
+    if (auto size = ValidateMessageSize(request->Length(), state_->limits()); !size.ok()) {
+      Answer("", ToGrpcStatus(size));
+      return;
+    }
     grpc::Status parsed = ParseRequest(*request, &request_);
     if (parsed.ok()) {
       Start(context);

@@ -40,11 +40,12 @@ class TranslateStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
       return;
     }
     v1::TranslateStreamRequest message;
-    if (grpc::Status parsed = ParseRequest(incoming_, &message); !parsed.ok()) {
+    if (auto size = ValidateMessageSize(incoming_.Length(), state_->limits()); !size.ok()) {
+      // Not parsed, as in Translate: the error goes out as id 0.
+      Refuse(ToGrpcStatus(size));
+    } else if (grpc::Status parsed = ParseRequest(incoming_, &message); !parsed.ok()) {
       // The id is in the unparseable message: the error goes out as id 0.
-      state_->Record("TranslateStream", "", parsed, absl::Now());
-      absl::MutexLock lock(&mutex_);
-      QueueLocked(ErrorResponse(0, parsed), /*droppable=*/false);
+      Refuse(parsed);
     } else {
       Submit(message);
     }
@@ -75,6 +76,13 @@ class TranslateStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
   void OnDone() override { delete this; }
 
  private:
+  // Answers a message that was not read as a request (no id, no model).
+  void Refuse(const grpc::Status& status) {
+    state_->Record("TranslateStream", "", status, absl::Now());
+    absl::MutexLock lock(&mutex_);
+    QueueLocked(ErrorResponse(0, status), /*droppable=*/false);
+  }
+
   void Submit(const v1::TranslateStreamRequest& message) {
     const uint64_t id = message.id();
     const absl::Time start = absl::Now();

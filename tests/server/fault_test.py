@@ -407,7 +407,7 @@ class RequestLimitsTest(unittest.TestCase):
             ("tokens per sentence", lambda: translate(self.channel, [long_sentence]),
              grpc.StatusCode.INVALID_ARGUMENT, "the limit of 24"),
             ("message size", lambda: translate(self.channel, ["a" * 700] * 4),
-             grpc.StatusCode.RESOURCE_EXHAUSTED, ""),
+             grpc.StatusCode.RESOURCE_EXHAUSTED, "over the size limit of 2048"),
             ("max_length", lambda: translate(self.channel, ["Hallo."], max_length=33),
              grpc.StatusCode.INVALID_ARGUMENT, "max_length 33"),
             ("beam size", lambda: translate(self.channel, ["Hallo."], beam_size=3),
@@ -420,6 +420,45 @@ class RequestLimitsTest(unittest.TestCase):
         # Just inside every limit.
         ok = translate(self.channel, [" ".join(["Hund"] * 20)] * 2, max_length=32, beam_size=2)
         self.assertEqual(len(ok.translations), 2)
+
+    def test_oversize_messages_are_counted_up_to_twice_the_limit(self):
+        # The server refuses a message over --max_receive_message_bytes
+        # itself, so that the metrics count it (model "": it is not parsed);
+        # over twice the limit gRPC's transport drops it before our code runs.
+        series = 'quantmt_requests_total{rpc="%s",model="",code="RESOURCE_EXHAUSTED"}'
+
+        def counted(rpc="Translate"):
+            return sample(self.server.metrics(), series % rpc)
+
+        before = counted()
+        code, details = error_of(lambda: translate(self.channel, ["a" * 1000] * 3))
+        self.assertEqual(code, grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertRegex(details, r"the request message has 30\d\d bytes, over the size limit "
+                         r"of 2048 \(--max_receive_message_bytes\)")
+        self.assertEqual(counted(), before + 1)
+
+        code, details = error_of(lambda: translate(self.channel, ["a" * 1000] * 5))
+        self.assertEqual(code, grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertIn("larger than max", details)
+        self.assertEqual(counted(), before + 1)
+
+        # On a stream, each oversize message is answered (as id 0) and
+        # counted; the stream goes on.
+        stub = translation_pb2_grpc.TranslationServiceStub(self.channel)
+        stream_before = counted("TranslateStream")
+        requests = [
+            translation_pb2.TranslateStreamRequest(
+                id=1, request=translation_pb2.TranslateRequest(sentences=["a" * 1000] * 3)),
+            translation_pb2.TranslateStreamRequest(
+                id=2, request=translation_pb2.TranslateRequest(sentences=["Hallo."]))]
+        responses = list(stub.TranslateStream(iter(requests), timeout=60))
+        errors = [r for r in responses if r.HasField("error")]
+        self.assertEqual([(r.id, r.error.code) for r in errors],
+                         [(0, grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])])
+        self.assertIn("over the size limit of 2048", errors[0].error.message)
+        self.assertTrue(any(r.id == 2 and r.done for r in responses), responses)
+        self.assertEqual(counted("TranslateStream"), stream_before + 1)
+        self.assertTrue(translate(self.channel, ["Hallo."]).translations)
 
     def test_concurrent_streams_per_connection(self):
         # Two open streams fill the connection; a third call on it waits for

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "absl/strings/match.h"
 #include "server/convert/status_conversion.h"
 
@@ -75,6 +77,18 @@ TEST(RequestValidationTest, RefusesBadInputWithAnExplanation) {
 TEST(RequestValidationTest, NoModelAnywhereIsNotFound) {
   auto result = ValidateTranslateRequest(Request({"Hallo."}), {}, "");
   EXPECT_TRUE(absl::IsNotFound(result.status())) << result.status();
+}
+
+TEST(RequestValidationTest, MessageSizeLimitAndTransportCap) {
+  RequestLimits limits;
+  limits.max_receive_message_bytes = 2048;
+  EXPECT_TRUE(ValidateMessageSize(2048, limits).ok());
+  absl::Status over = ValidateMessageSize(2049, limits);
+  EXPECT_TRUE(absl::IsResourceExhausted(over)) << over;
+  EXPECT_TRUE(absl::StrContains(over.message(), "2049 bytes, over the size limit of 2048")) << over;
+  EXPECT_EQ(TransportReceiveLimit(limits), 4096);
+  limits.max_receive_message_bytes = 1 << 30;  // the largest allowed: twice it overflows int
+  EXPECT_EQ(TransportReceiveLimit(limits), std::numeric_limits<int>::max());
 }
 
 TEST(StatusConversionTest, KeepsCodeAndMessage) {

@@ -323,7 +323,7 @@ TEST_F(ServerE2eTest, BadInputGetsClearErrorsAndIsCounted) {
       {"unknown model", Sentences({"Hallo."}, "nope"), StatusCode::NOT_FOUND, "nope", "unknown"},
       {"message over the size limit",
        Sentences(std::vector<std::string>(20, std::string(4000, 'a'))),
-       StatusCode::RESOURCE_EXHAUSTED, "", nullptr},
+       StatusCode::RESOURCE_EXHAUSTED, "over the size limit of 65536", ""},
   };
   for (const Case& c : cases) {
     const std::string series =

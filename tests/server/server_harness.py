@@ -57,18 +57,37 @@ def generate_stubs(source_dir, out_dir):
         sys.path.insert(0, out_dir)
 
 
+def write_config(path, settings):
+    """A TOML config file for quantmt-server: strings, numbers, booleans and
+    lists of strings (JSON writes these as TOML does)."""
+    with open(path, "w") as config:
+        for key, value in settings.items():
+            config.write(f"{key} = {json.dumps(value)}\n")
+
+
 class Server:
-    """quantmt-server on 127.0.0.1 with `extra` flags; ready when constructed."""
+    """quantmt-server on 127.0.0.1 with `extra` flags; ready when constructed.
+
+    With `config` (a dict of settings), the address, ports, model root and
+    models go into a TOML file with those settings, passed as --config
+    before `extra`. `env` adds environment variables."""
 
     def __init__(self, server_bin, work_dir, *extra, model_root=None, models="default",
-                 wait=True):
+                 wait=True, config=None, env=None):
         self.port, self.metrics_port = free_port(), free_port()
         self.log = tempfile.NamedTemporaryFile(mode="w+", dir=work_dir, suffix=".log")
+        settings = {"host": "127.0.0.1", "port": self.port, "metrics_port": self.metrics_port,
+                    "model_root": model_root, "models": models.split(",")}
+        if config is None:
+            flags = [f"--{key}={','.join(value) if isinstance(value, list) else value}"
+                     for key, value in settings.items()]
+        else:
+            self.config_path = os.path.join(work_dir, f"server-{self.port}.toml")
+            write_config(self.config_path, {**settings, **config})
+            flags = ["--config", self.config_path]
         self.process = subprocess.Popen(
-            [server_bin, "--host=127.0.0.1", f"--port={self.port}",
-             f"--metrics_port={self.metrics_port}", f"--model_root={model_root}",
-             f"--models={models}", *extra],
-            stderr=self.log, env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"))
+            [server_bin, *flags, *extra], stderr=self.log,
+            env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE", **(env or {})))
         if wait and not self.wait_ready():
             text = self.text()
             self.stop()

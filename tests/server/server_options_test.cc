@@ -47,6 +47,31 @@ TEST(ServerOptionsTest, FlagsEnvironmentAndConfigFile) {
   EXPECT_TRUE(ValidateServerOptions(options).ok());
 }
 
+TEST(ServerOptionsTest, ConfigFileWinsOverEnvironment) {
+  const auto path = std::filesystem::temp_directory_path() / "quantmt_server_options_env.toml";
+  std::ofstream(path) << "max_sentences = 8\n";
+  setenv("QUANTMT_MAX_SENTENCES", "9", 1);
+  setenv("QUANTMT_MAX_LENGTH", "100", 1);
+  const ServerOptions options = Parse({"--config", path.string()});
+  unsetenv("QUANTMT_MAX_SENTENCES");
+  unsetenv("QUANTMT_MAX_LENGTH");
+  std::filesystem::remove(path);
+  EXPECT_EQ(options.limits.max_sentences, 8);  // the file, not the environment
+  EXPECT_EQ(options.limits.max_length, 100);   // not in the file: the environment
+}
+
+TEST(ServerOptionsTest, UnknownConfigKeyIsAnError) {
+  const auto path = std::filesystem::temp_directory_path() / "quantmt_server_options_typo.toml";
+  std::ofstream(path) << "max_sentencez = 8\n";
+  try {
+    Parse({"--config", path.string()});
+    ADD_FAILURE() << "a misspelt key was accepted";
+  } catch (const CLI::ConfigError& error) {
+    EXPECT_TRUE(absl::StrContains(error.what(), "max_sentencez")) << error.what();
+  }
+  std::filesystem::remove(path);
+}
+
 TEST(ServerOptionsTest, OutOfRangeSettingsAreNamed) {
   auto expect_invalid = [](std::vector<std::string> args, const std::string& part) {
     absl::Status status = ValidateServerOptions(Parse(args));
