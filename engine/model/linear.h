@@ -82,18 +82,6 @@ class FloatLinear : public Linear {
   std::shared_ptr<kernels::DnnlMatmul> matmul_;  // set by PrepareForInference
 };
 
-// The CPU float32 serving product, shared by FloatLinear and the layers that
-// decode their weight at load (DAQ): the weight [out, in] and bias (may be
-// undefined) copied into oneDNN's packed layout. Null when the weight is not
-// a CPU float32 tensor or this build has no oneDNN: LibTorch serves then.
-std::shared_ptr<kernels::DnnlMatmul> PackFloatWeight(const torch::Tensor& weight,
-                                                     const torch::Tensor& bias);
-// Whether a packed product serves `input`: CPU float32, autograd off
-// (training keeps LibTorch, which can differentiate).
-bool PackedProductServes(const torch::Tensor& input);
-// input [..., in] -> [..., out] through a packed weight.
-torch::Tensor PackedProduct(kernels::DnnlMatmul& matmul, const torch::Tensor& input);
-
 // input @ weight^T + bias for float weights [out, in]; bias may be undefined.
 // On the CPU a single row goes through a matrix-vector product: OpenBLAS runs
 // a 1-row GEMM several times slower than the GEMV it is (batch-1 decoding).

@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "model/packed_product.h"
 #include "model/pq_kernels.h"
 
 namespace quantmt {
