@@ -56,8 +56,10 @@ DaqKernel ChooseDaqKernel(const DaqLayout& /*layout*/) {
   // buckets, every layer shape of the default and reference models, 1-64
   // rows): the dense product over the decoded weight was faster in 92 of 96
   // cells, often by 10x or more; the lookup table won only four 4-bit cells
-  // at 8 rows, by up to 1.4x. So decompress; lookup stays available
-  // (QUANTMT_DAQ_KERNEL=lookup) where RAM matters more than speed.
+  // at 8 rows, by up to 1.4x (that dense product was LibTorch's; the
+  // prepacked oneDNN one served now is 1.5-9x faster again at 8-64 rows). So
+  // decompress; lookup stays available (QUANTMT_DAQ_KERNEL=lookup) where the
+  // weights' RAM matters more than speed (its tables grow with the rows).
   return DaqKernel::kDecompress;
 }
 
