@@ -65,7 +65,17 @@ def run(command, log, exit_on_failure=True):
     if exit_on_failure:
         sys.exit(message)
     print(message, file=log, flush=True)
-    return process.stderr.strip().splitlines()[-1] if process.stderr.strip() else message
+    return error_line(process.stderr) or message
+
+
+def error_line(stderr):
+    """The line of a tool's stderr that says what went wrong: its own
+    "error: ..." or a C++ exception's "what(): ...", else the first line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("error:") or line.startswith("what():"):
+            return line
+    return lines[0] if lines else None
 
 
 def gpu_name():
@@ -311,6 +321,7 @@ def render_device_rows(rows):
         measured = [(r, sp) for r in rows for sp in r["speed"]
                     if (sp["device"], sp["compute_type"]) == (device, compute_type)]
         batches = sorted({b for _, sp in measured for b in sp["tokens_per_second"]}, key=int)
+        batches = batches or ["?"]  # every variant failed: one column for the errors
         names = sorted({sp.get("device_name") or device for _, sp in measured})
         lines += ["", f"Speed on {device} ({', '.join(names)}), {compute_type}, tokens/s "
                   "(quantmt-bench-decode --model: greedy, 30 source and 30 generated tokens):", "",
