@@ -6,14 +6,20 @@ For every model directory given (FP32, INT8, QAT, DAQ variants of one model):
   - peak resident memory of the process that translates the test sets,
   - BLEU and chrF on every DOMAIN/test* set (quantmt-evaluate), averaged over
     in-domain and out-of-domain sets,
-  - CPU tokens/s at several batch sizes (quantmt-bench-decode --model).
+  - CPU tokens/s at several batch sizes (quantmt-bench-decode --model),
+    and with --device cuda a GPU row set (the same bench on the GPU).
 Writes compare.md, compare.json and compare.png (size-vs-BLEU and
 speed-vs-BLEU trade-offs) into --output, and prints the markdown table.
 
   python3 bench/compare_precisions.py --data ../data/de-en --output out/compare \\
       --model fp32=models/default --model int8=models/default-int8
+  # then, on a GPU machine, the GPU rows into the same --output:
+  python3 bench/compare_precisions.py --data ../data/de-en --output out/compare \\
+      --model fp32=models/default --model int8=models/default-int8 \\
+      --stages speed --device cuda --compute_type float16
 """
 import argparse
+import glob
 import json
 import os
 import struct
@@ -48,11 +54,97 @@ def weights_path(model_dir):
     return os.path.join(model_dir, config["weights"]["file"]), config
 
 
-def run(command, log):
+def run(command, log, exit_on_failure=True):
+    """Runs `command`; returns None, or its error text when it failed and
+    exit_on_failure is false."""
     print("+ " + " ".join(command), file=log, flush=True)
     process = subprocess.run(command, capture_output=True, text=True)
-    if process.returncode != 0:
-        sys.exit(f"failed ({process.returncode}): {' '.join(command)}\n{process.stderr[-2000:]}")
+    if process.returncode == 0:
+        return None
+    message = f"failed ({process.returncode}): {' '.join(command)}\n{process.stderr[-2000:]}"
+    if exit_on_failure:
+        sys.exit(message)
+    print(message, file=log, flush=True)
+    return error_line(process.stderr) or message
+
+
+def error_line(stderr):
+    """The line of a tool's stderr that says what went wrong: its own
+    "error: ..." or a C++ exception's "what(): ...", else the first line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("error:") or line.startswith("what():"):
+            return line
+    return lines[0] if lines else None
+
+
+def gpu_name():
+    """The first GPU's name, or None where nvidia-smi cannot tell."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    names = out.stdout.strip().splitlines()
+    return names[0].strip() if out.returncode == 0 and names else None
+
+
+def speed_file(output, label, device, compute_type):
+    """CPU float32 keeps the name it always had; other settings get their own
+    file, so that CPU and GPU results live side by side in one --output."""
+    if device == "cpu" and compute_type == "float32":
+        return os.path.join(output, f"speed-{label}.json")
+    return os.path.join(output, f"speed-{label}-{device}-{compute_type}.json")
+
+
+def measure_speed(args, bench, label, model_dir, scheme, log):
+    """One quantmt-bench-decode run on --device; its JSON (plus the decoder
+    used and, on a GPU, the card's name) goes to speed_file()."""
+    path = speed_file(args.output, label, args.device, args.compute_type)
+    command = [bench, "--model", model_dir, "--device", args.device, "--compute_type",
+               args.compute_type, "--threads", str(args.threads), "--runs", str(args.runs),
+               "--batch_sizes", *args.batch_sizes.split(","), "--json", path]
+    decoder = "eager"
+    if args.device == "cuda":
+        # As the Translator serves: CUDA graphs for float checkpoints; the
+        # graph decoder refuses quantized layers, which run eager.
+        decoder = args.decoder
+        if decoder == "auto":
+            decoder = "graphs" if scheme == "none" else "eager"
+        command += ["--decoder", decoder]
+    if os.path.exists(path):
+        os.remove(path)  # never report an earlier run's numbers as this one's
+    error = run(command, log, exit_on_failure=args.device == "cpu")
+    speed = json.load(open(path)) if error is None else {
+        "device": args.device, "compute_type": args.compute_type, "results": [], "error": error}
+    speed["decoder"] = decoder
+    if args.device == "cuda":
+        speed["device_name"] = gpu_name()
+    json.dump(speed, open(path, "w"), indent=2)
+
+
+def load_speeds(output, label):
+    """Every speed result of `label` in --output: CPU float32 first, then the
+    others (GPU) in name order."""
+    paths = [speed_file(output, label, "cpu", "float32")]
+    pattern = os.path.join(glob.escape(output), f"speed-{glob.escape(label)}-*.json")
+    paths += sorted(glob.glob(pattern))
+    speeds = []
+    for path in paths:
+        if not os.path.exists(path):
+            continue
+        speed = json.load(open(path))
+        speed.setdefault("device", "cpu")
+        speed.setdefault("compute_type", "float32")
+        speed.setdefault("decoder", "eager")
+        # A label with a dash ("daq-8bit") must not take another's files
+        # ("daq-8bit-b4"): keep only files this label's runs would write.
+        if path != speed_file(output, label, speed["device"], speed["compute_type"]):
+            continue
+        speed["tokens_per_second"] = {str(r["batch_size"]): r["tokens_per_second"]
+                                      for r in speed.get("results", [])}
+        speeds.append(speed)
+    return speeds
 
 
 def peak_rss(command):
@@ -74,7 +166,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", action="append", required=True, metavar="LABEL=DIR",
                         help="a model directory and its label; the first is the FP reference")
-    parser.add_argument("--data", required=True, help="corpus root: DOMAIN/test*")
+    parser.add_argument("--data", help="corpus root: DOMAIN/test* (the quality stage)")
     parser.add_argument("--output", required=True)
     parser.add_argument("--build", default="build")
     parser.add_argument("--in_domain", default="captions,news,tatoeba",
@@ -88,8 +180,22 @@ def main():
                         help="what to measure now: quality (BLEU/chrF and peak RSS), speed, or "
                              "both; a stage left out reuses the results of an earlier run in "
                              "--output (speed wants a quiet machine, quality does not)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="where the speed stage runs (quality always runs on the CPU); "
+                             "results of each device are kept apart in --output and all are "
+                             "shown: CPU in the main table, others as their own row set")
+    parser.add_argument("--compute_type", default=None,
+                        choices=["float32", "float16", "bfloat16"],
+                        help="speed stage dtype (default: float32 on cpu, float16 on cuda)")
+    parser.add_argument("--decoder", default="auto", choices=["auto", "eager", "graphs"],
+                        help="cuda only: the decoding loop; auto takes CUDA graphs for float "
+                             "checkpoints and eager for quantized ones, as the server does")
     args = parser.parse_args()
+    if args.compute_type is None:
+        args.compute_type = "float16" if args.device == "cuda" else "float32"
     stages = set(args.stages.split(","))
+    if "quality" in stages and not args.data:
+        parser.error("the quality stage needs --data")
     os.makedirs(args.output, exist_ok=True)
     log = sys.stderr
     evaluate = os.path.join(args.build, "train", "quantmt-evaluate")
@@ -112,15 +218,13 @@ def main():
                        "--max_lines", str(args.max_lines)]
             print("+ " + " ".join(command), file=log, flush=True)
             json.dump({"peak_rss_bytes": peak_rss(command)}, open(rss_path, "w"))
-        report = json.load(open(report_path))
-        rss = json.load(open(rss_path))["peak_rss_bytes"]
-        speed_path = os.path.join(args.output, f"speed-{label}.json")
         if "speed" in stages:
-            run([bench, "--model", model_dir, "--threads", str(args.threads), "--runs",
-                 str(args.runs), "--batch_sizes", *args.batch_sizes.split(","),
-                 "--json", speed_path], log)
-        speed = (json.load(open(speed_path)) if os.path.exists(speed_path)
-                 else {"results": []})
+            measure_speed(args, bench, label, model_dir,
+                          config.get("quantization", {}).get("scheme", "none"), log)
+        report, rss = load_quality(report_path, rss_path, log)
+        speeds = load_speeds(args.output, label)
+        cpu = next((sp for sp in speeds if sp["device"] == "cpu" and
+                    sp["compute_type"] == "float32"), {"tokens_per_second": {}})
         sets = report["sets"]
         def mean(key, inside):
             values = [s[key] for s in sets if (s["domain"] in in_domain) == inside]
@@ -137,13 +241,35 @@ def main():
             "chrf_in_domain": mean("chrf", True),
             "chrf_out_of_domain": mean("chrf", False),
             "sets": sets,
-            "tokens_per_second": {str(r["batch_size"]): r["tokens_per_second"]
-                                  for r in speed["results"]},
+            "tokens_per_second": cpu["tokens_per_second"],  # CPU float32
+            "speed": speeds,  # every device measured, CPU float32 first
         })
         print(f"[{index + 1}/{len(models)}] {label} done in {time.time() - started:.0f}s",
               file=log, flush=True)
 
     batch_sizes = args.batch_sizes.split(",")
+    markdown = render_markdown(rows, args, in_domain, batch_sizes)
+    open(os.path.join(args.output, "compare.md"), "w").write(markdown)
+    json.dump({"threads": args.threads, "beam_size": args.beam_size, "max_lines": args.max_lines,
+               "in_domain": sorted(in_domain), "fp32_bytes": fp32_bytes, "variants": rows},
+              open(os.path.join(args.output, "compare.json"), "w"), indent=2)
+    print(markdown)
+    plot(rows, batch_sizes, os.path.join(args.output, "compare.png"))
+
+
+def load_quality(report_path, rss_path, log):
+    """The quality stage's results, or empty ones (NaN in the tables) where
+    it has not run into this --output (e.g. speed measured on a GPU machine)."""
+    if not os.path.exists(report_path):
+        print(f"no quality results in {report_path} (run the quality stage): BLEU left empty",
+              file=log, flush=True)
+        return {"sets": []}, float("nan")
+    rss = (json.load(open(rss_path))["peak_rss_bytes"] if os.path.exists(rss_path)
+           else float("nan"))
+    return json.load(open(report_path)), rss
+
+
+def render_markdown(rows, args, in_domain, batch_sizes):
     reference = rows[0]
     lines = [
         f"Precisions of one model, side by side ({args.threads} CPU threads, beam "
@@ -163,19 +289,55 @@ def main():
             f"{r['chrf_in_domain']:.2f} | {r['chrf_out_of_domain']:.2f} | " +
             " | ".join(f"{r['tokens_per_second'].get(b, float('nan')):.0f}" for b in batch_sizes) +
             " |")
-    lines += ["", "BLEU per test set:", "",
-              "| test set | " + " | ".join(r["label"] for r in rows) + " |",
-              "|" + "---|" * (1 + len(rows))]
-    for i, s in enumerate(reference["sets"]):
-        name = f"{s['domain']}/{s['test_set']}"
-        lines.append(f"| {name} | " + " | ".join(f"{r['sets'][i]['bleu']:.2f}" for r in rows) + " |")
-    markdown = "\n".join(lines) + "\n"
-    open(os.path.join(args.output, "compare.md"), "w").write(markdown)
-    json.dump({"threads": args.threads, "beam_size": args.beam_size, "max_lines": args.max_lines,
-               "in_domain": sorted(in_domain), "fp32_bytes": fp32_bytes, "variants": rows},
-              open(os.path.join(args.output, "compare.json"), "w"), indent=2)
-    print(markdown)
-    plot(rows, batch_sizes, os.path.join(args.output, "compare.png"))
+    lines += render_device_rows(rows)
+    names = []
+    for r in rows:
+        names += [f"{s['domain']}/{s['test_set']}" for s in r["sets"]
+                  if f"{s['domain']}/{s['test_set']}" not in names]
+    if names:
+        lines += ["", "BLEU per test set:", "",
+                  "| test set | " + " | ".join(r["label"] for r in rows) + " |",
+                  "|" + "---|" * (1 + len(rows))]
+        for name in names:
+            cells = []
+            for r in rows:
+                bleu = {f"{s['domain']}/{s['test_set']}": s["bleu"] for s in r["sets"]}
+                cells.append(f"{bleu[name]:.2f}" if name in bleu else "-")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_device_rows(rows):
+    """One row set per (device, compute type) other than CPU float32, e.g.
+    the GPU rows: every variant with the decoder it ran and its tokens/s."""
+    settings = []
+    for r in rows:
+        for sp in r["speed"]:
+            key = (sp["device"], sp["compute_type"])
+            if key != ("cpu", "float32") and key not in settings:
+                settings.append(key)
+    lines = []
+    for device, compute_type in settings:
+        measured = [(r, sp) for r in rows for sp in r["speed"]
+                    if (sp["device"], sp["compute_type"]) == (device, compute_type)]
+        batches = sorted({b for _, sp in measured for b in sp["tokens_per_second"]}, key=int)
+        batches = batches or ["?"]  # every variant failed: one column for the errors
+        names = sorted({sp.get("device_name") or device for _, sp in measured})
+        lines += ["", f"Speed on {device} ({', '.join(names)}), {compute_type}, tokens/s "
+                  "(quantmt-bench-decode --model: greedy, 30 source and 30 generated tokens):", "",
+                  "| variant | scheme | device | compute type | decoder | " +
+                  " | ".join(f"tok/s b{b}" for b in batches) + " |",
+                  "|" + "---|" * (5 + len(batches))]
+        for r, sp in measured:
+            label = sp.get("device_name") or device
+            if sp.get("error"):
+                cells = [f"failed: {sp['error'][:120]}"] + [""] * (len(batches) - 1)
+            else:
+                cells = [f"{sp['tokens_per_second'][b]:.0f}" if b in sp["tokens_per_second"]
+                         else "-" for b in batches]
+            lines.append(f"| {r['label']} | {r['scheme']} | {label} | {compute_type} | "
+                         f"{sp['decoder']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot(rows, batch_sizes, path):

@@ -7,6 +7,7 @@
 
 #include "kernels/dnnl_matmul.h"
 #include "model/int8_linear.h"
+#include "model/packed_product.h"
 #include "model/pq_linear.h"
 
 namespace quantmt {
@@ -36,17 +37,7 @@ torch::Tensor Linear::EmbedRows(const torch::Tensor& /*ids*/) {
 
 FloatLinear::~FloatLinear() = default;
 
-void FloatLinear::PrepareForInference() {
-  matmul_.reset();
-  if (!weight_.is_cpu() || weight_.scalar_type() != torch::kFloat32) return;
-  torch::NoGradGuard no_grad;
-  auto weight = weight_.contiguous();
-  auto bias = bias_.defined() ? bias_.contiguous() : bias_;
-  auto matmul = kernels::DnnlMatmul::Create(kernels::DnnlMatmul::Kind::kFloat32, weight.data_ptr(),
-                                            bias.defined() ? bias.data_ptr<float>() : nullptr,
-                                            weight.size(0), weight.size(1));
-  if (matmul.ok()) matmul_ = std::move(*matmul);  // else LibTorch serves
-}
+void FloatLinear::PrepareForInference() { matmul_ = PackFloatWeight(weight_, bias_); }
 
 void FloatLinear::ReleaseInferenceState() { matmul_.reset(); }
 
@@ -101,16 +92,10 @@ std::shared_ptr<Linear> StackProjections(const std::vector<std::shared_ptr<Linea
 }
 
 torch::Tensor FloatLinear::Forward(const torch::Tensor& input) {
-  if (matmul_ && input.is_cpu() && input.scalar_type() == torch::kFloat32 &&
-      !torch::GradMode::is_enabled() && weight_.is_cpu()) {
+  if (matmul_ && PackedProductServes(input) && weight_.is_cpu()) {
     // Named for the op profiler (quantmt-bench-decode --profile).
     RECORD_FUNCTION("quantmt::float_linear", std::vector<c10::IValue>());
-    auto x = input.reshape({-1, weight_.size(1)}).contiguous();
-    auto output = torch::empty({x.size(0), weight_.size(0)});
-    matmul_->Run(x.data_ptr(), x.size(0), output.data_ptr(), at::get_num_threads());
-    auto sizes = input.sizes().vec();
-    sizes.back() = weight_.size(0);
-    return output.view(sizes);
+    return PackedProduct(*matmul_, input);
   }
   return DenseForward(input, weight_, bias_);
 }

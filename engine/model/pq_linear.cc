@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "model/packed_product.h"
 #include "model/pq_kernels.h"
 
 namespace quantmt {
@@ -55,8 +56,10 @@ DaqKernel ChooseDaqKernel(const DaqLayout& /*layout*/) {
   // buckets, every layer shape of the default and reference models, 1-64
   // rows): the dense product over the decoded weight was faster in 92 of 96
   // cells, often by 10x or more; the lookup table won only four 4-bit cells
-  // at 8 rows, by up to 1.4x. So decompress; lookup stays available
-  // (QUANTMT_DAQ_KERNEL=lookup) where RAM matters more than speed.
+  // at 8 rows, by up to 1.4x (that dense product was LibTorch's; the
+  // prepacked oneDNN one served now is 1.5-9x faster again at 8-64 rows). So
+  // decompress; lookup stays available (QUANTMT_DAQ_KERNEL=lookup) where the
+  // weights' RAM matters more than speed (its tables grow with the rows).
   return DaqKernel::kDecompress;
 }
 
@@ -82,6 +85,7 @@ void PqLinear::set_kernel(DaqKernel kernel) {
 }
 
 void PqLinear::DropCaches() {
+  packed_.reset();
   weight_cache_ = torch::Tensor();
   centroid_cache_ = torch::Tensor();
   row_buckets_ = torch::Tensor();
@@ -116,18 +120,23 @@ torch::Tensor PqLinear::DecodedWeight(const torch::Tensor& like) {
 
 void PqLinear::PrepareForInference() {
   torch::NoGradGuard no_grad;
+  packed_.reset();
   RowBucketIndex();
   const torch::Tensor centroids = FloatCentroids();
   if (kernel_ == DaqKernel::kLookup && centroids.is_cpu() &&
       centroids.scalar_type() == torch::kFloat32) {
     centroid_cache_ = centroids.contiguous();
-  } else {
-    DecodedWeight(centroids);
+    return;
   }
+  packed_ = PackFloatWeight(DecodedWeight(centroids), bias_);
+  // The packed copy serves Forward, and EmbedRows decodes the rows it is
+  // asked for: keeping the plain weight too would double the float RAM.
+  if (packed_) weight_cache_ = torch::Tensor();
 }
 
 torch::Tensor PqLinear::Forward(const torch::Tensor& input) {
   RECORD_FUNCTION("quantmt::pq_linear", std::vector<c10::IValue>());
+  if (packed_ && PackedProductServes(input)) return PackedProduct(*packed_, input);
   if (kernel_ == DaqKernel::kLookup && input.is_cpu() && input.scalar_type() == torch::kFloat32) {
     if (!centroid_cache_.defined()) {
       torch::NoGradGuard no_grad;
@@ -142,6 +151,7 @@ torch::Tensor PqLinear::Forward(const torch::Tensor& input) {
     return output.view(sizes);
   }
   // The lookup kernel is CPU-only: elsewhere the weight is decompressed.
+  // Not prepared, or an input the packed product does not serve (autograd).
   return DenseForward(input, DecodedWeight(input), bias_);
 }
 
@@ -216,6 +226,11 @@ int64_t PqLinear::ResidentBytes() const {
   for (const auto& t : {centroids_, centroid_scales_, assignments_, bucket_offsets_, bias_,
                         weight_cache_, centroid_cache_, row_buckets_}) {
     if (t.defined()) bytes += static_cast<int64_t>(t.nbytes());
+  }
+  // The packed weight and bias, float32 (oneDNN may pad the layout a little).
+  if (packed_) {
+    bytes += static_cast<int64_t>(sizeof(float)) * layout_.out_features *
+             (layout_.in_features + (bias_.defined() ? 1 : 0));
   }
   return bytes;
 }

@@ -8,10 +8,12 @@
 //   bucket_offsets   int32 [N + 1], bucket b owns rows offsets[b] .. offsets[b+1]-1
 //   bias             [out] (when the layer has one)
 //
-// Two ways to run it: decompress the float weight once, at the first call,
-// and use the dense product (RAM of an FP layer), or the lookup-table kernel
-// on the codes (RAM of the codes; CPU only). ChooseDaqKernel picks one per
-// layer shape (an operation-count rule; bench/daq_kernels.cc measures).
+// Two ways to run it: decompress the float weight once, at
+// PrepareForInference (load), and use the dense product (RAM of an FP layer;
+// on the CPU in float32 the prepacked oneDNN product that FloatLinear uses,
+// which then holds the only float copy), or the lookup-table kernel on the
+// codes (RAM of the codes; CPU only). ChooseDaqKernel picks one per layer
+// shape (bench/daq_kernels.cc measures).
 #pragma once
 
 #include <torch/torch.h>
@@ -62,7 +64,8 @@ class PqLinear : public Linear {
   torch::Tensor Forward(const torch::Tensor& input) override;
   torch::Tensor EmbedRows(const torch::Tensor& ids) override;
   // Builds the caches of the chosen kernel now, so that Forward only reads
-  // (replicas share the layer across threads).
+  // (replicas share the layer across threads): with kDecompress the decoded
+  // weight, packed for oneDNN on the CPU in float32.
   void PrepareForInference() override;
   int64_t in_features() const override { return layout_.in_features; }
   int64_t out_features() const override { return layout_.out_features; }
@@ -74,8 +77,11 @@ class PqLinear : public Linear {
   // kAuto resolves to ChooseDaqKernel's choice (kDecompress off the CPU).
   void set_kernel(DaqKernel kernel);
   DaqKernel kernel() const { return kernel_; }
+  // Whether Forward runs the prepacked oneDNN product on float32 CPU inputs
+  // (kDecompress after PrepareForInference on the CPU in float32).
+  bool prepacked() const { return packed_ != nullptr; }
   // Bytes this layer holds while serving: the codes and codebooks, plus the
-  // decompressed weight once the decompress path has run.
+  // decompressed weight (plain or packed) once the decompress path has run.
   int64_t ResidentBytes() const;
 
   // Writes codes made by the compression tools; unpacked codes uint8
@@ -108,6 +114,9 @@ class PqLinear : public Linear {
   // Caches built on first use, never saved: the decompressed weight
   // (decompress path), float32 centroids (lookup path), row -> bucket.
   torch::Tensor weight_cache_, centroid_cache_, row_buckets_;
+  // The decompressed weight packed for oneDNN (CPU float32, decompress path);
+  // weight_cache_ is dropped once it exists.
+  std::shared_ptr<kernels::DnnlMatmul> packed_;
 };
 
 // The LinearFactory for scheme "daq": PqLinear for the quantized roles,

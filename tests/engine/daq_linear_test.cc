@@ -9,6 +9,7 @@
 #include <map>
 
 #include "checkpoint/safetensors.h"
+#include "kernels/dnnl_matmul.h"
 #include "model/daq_params.h"
 #include "model/model_io.h"
 #include "model/pq_kernels.h"
@@ -133,6 +134,61 @@ TEST(DaqKernelTest, LookupMatchesFloat64WithinSummationBound) {
     auto output = RunWith(*layer, kernel, input).to(torch::kFloat64);
     EXPECT_TRUE(((output - reference).abs() <= magnitude * bound).all().item<bool>());
   }
+  // The served decompress path: the prepacked oneDNN product.
+  layer->PrepareForInference();
+  EXPECT_EQ(layer->prepacked(), kernels::HaveDnnl());
+  torch::NoGradGuard no_grad;
+  auto served = layer->Forward(input).to(torch::kFloat64);
+  EXPECT_TRUE(((served - reference).abs() <= magnitude * bound).all().item<bool>());
+}
+
+// Serving decompresses at load and runs the decoded weight through the
+// prepacked oneDNN product that FloatLinear uses. With integer centroids and
+// inputs every sum is exact, so it must equal decompress-then-matmul (and so
+// the lookup kernel) bit for bit, at every row count and input rank.
+TEST(DaqKernelTest, PreparedDecompressEqualsDecodeThenMatmul) {
+  for (const DaqLayout& layout :
+       {Layout(64, 300, 8, 3, 8, 200), Layout(72, 40, 8, 2, 4, 16), Layout(36, 33, 4, 4, 4, 11),
+        Layout(64, 50, 8, 2, 8, 256, /*int8=*/true)}) {
+    auto layer = RandomLayer(layout, /*integers=*/true, 13);
+    torch::NoGradGuard no_grad;
+    auto weight = pq::DecodeRows(
+        layer->FloatCentroids(), layer->UnpackedCodes(),
+        pq::RowBuckets(layer->named_buffers()["bucket_offsets"], layout.out_features));
+    layer->set_kernel(DaqKernel::kDecompress);
+    layer->PrepareForInference();
+    ASSERT_EQ(layer->prepacked(), kernels::HaveDnnl());
+    for (int64_t rows : {1, 7, 64}) {
+      auto input = torch::randint(-4, 5, {rows, layout.in_features}).to(torch::kFloat32);
+      auto expected = torch::addmm(layer->bias(), input, weight.t());
+      if (layout.int8_centroids) {
+        // Dequantized centroids are not integers: equal up to summation order.
+        EXPECT_TRUE(torch::allclose(layer->Forward(input), expected, 1e-4, 1e-4));
+      } else {
+        EXPECT_TRUE(layer->Forward(input).equal(expected))
+            << "in " << layout.in_features << " out " << layout.out_features << " rows " << rows;
+      }
+    }
+    auto batch = torch::randint(-4, 5, {2, 3, layout.in_features}).to(torch::kFloat32);
+    auto output = layer->Forward(batch);
+    ASSERT_EQ(output.sizes(), (std::vector<int64_t>{2, 3, layout.out_features}));
+    EXPECT_TRUE(output.reshape({6, -1}).equal(layer->Forward(batch.reshape({6, -1}))));
+  }
+}
+
+// Inputs the packed product does not take (autograd on) still get the right
+// answer after the plain decoded weight was dropped: it is decoded again.
+TEST(DaqKernelTest, PreparedLayerServesInputsOutsideThePackedProduct) {
+  auto layer = RandomLayer(Layout(32, 20, 8, 2, 8, 16), /*integers=*/false, 6);
+  layer->set_kernel(DaqKernel::kDecompress);
+  layer->PrepareForInference();
+  auto input = torch::randn({3, 32});
+  auto packed = [&] {
+    torch::NoGradGuard no_grad;
+    return layer->Forward(input);
+  }();
+  ASSERT_TRUE(torch::GradMode::is_enabled());
+  EXPECT_TRUE(torch::allclose(layer->Forward(input).detach(), packed, 1e-5, 1e-5));
 }
 
 TEST(DaqKernelTest, EmbedRowsDecodesOnlyTheRowsAsked) {
@@ -144,6 +200,10 @@ TEST(DaqKernelTest, EmbedRowsDecodesOnlyTheRowsAsked) {
     auto weight = pq::DecodeRows(layer->FloatCentroids(), layer->UnpackedCodes(),
                                  pq::RowBuckets(layer->named_buffers()["bucket_offsets"], 50));
     EXPECT_TRUE(rows.equal(torch::embedding(weight, ids)));
+    // A prepared layer (decoded weight packed, plain copy dropped) too.
+    layer->set_kernel(DaqKernel::kDecompress);
+    layer->PrepareForInference();
+    EXPECT_TRUE(layer->EmbedRows(ids).equal(torch::embedding(weight, ids)));
   }
 }
 
@@ -154,7 +214,12 @@ TEST(DaqKernelTest, ResidentBytesShowTheDecompressedWeight) {
   RunWith(*layer, DaqKernel::kLookup, input);
   const int64_t lookup = layer->ResidentBytes();
   RunWith(*layer, DaqKernel::kDecompress, input);
-  EXPECT_GE(layer->ResidentBytes() - lookup, 64 * 512 * 4 - 256 * 8 * 4);
+  const int64_t weight_bytes = 64 * 512 * 4;
+  EXPECT_GE(layer->ResidentBytes() - lookup, weight_bytes - 256 * 8 * 4);
+  // Prepared for serving: one float copy (the packed one), not two.
+  layer->PrepareForInference();
+  EXPECT_GE(layer->ResidentBytes() - lookup, weight_bytes - 256 * 8 * 4);
+  EXPECT_LT(layer->ResidentBytes() - lookup, 2 * weight_bytes - 256 * 8 * 4);
 }
 
 // ------------------------------------------------------------ checkpoints
@@ -244,6 +309,11 @@ TEST_F(DaqCheckpointTest, SavedModelLoadsAndTranslatesTheSame) {
   auto source = torch::tensor({{5, 6, 7, 3}}, torch::kLong);
   auto target = torch::tensor({{2, 9, 10}}, torch::kLong);
   EXPECT_TRUE((*loaded)->Forward(source, target).equal((*again)->Forward(source, target)));
+  // Prepared for serving (decompressed at load, prepacked products): the
+  // same output up to float32 summation order.
+  PrepareForInference(**again);
+  EXPECT_TRUE(torch::allclose((*loaded)->Forward(source, target), (*again)->Forward(source, target),
+                              1e-4, 1e-4));
   // Layers DAQ quantizes are PqLinear; layer norms stay float.
   int quantized = 0;
   for (const auto& item : (*loaded)->named_modules()) {
