@@ -49,9 +49,10 @@ TEST(DaqDefaultModelTest, TranslatesAndKeepsItsQualityOnCaptions) {
   EXPECT_EQ(translator->info().quantization, "daq");
   const double bleu = CaptionsGreedyBleu(SourceDir() + "/models/default-daq");
   if (bleu < 0) GTEST_SKIP() << "QUANTMT_DATA_DIR has no de-en/captions/test";
-  // Measured 36.16 (greedy, CPU, 2026-11-23) against 38.42 for the float
-  // model: 2.3 BLEU lost at 19.2x smaller than FP32.
-  EXPECT_GT(bleu, 35.0);
+  // Measured 38.05 (greedy, CPU, 2026-11-24) against 38.42 for the float
+  // model: 0.4 BLEU lost at 20.3x smaller than FP32. The goal allows 1.0
+  // lost (37.42); 37.2 leaves room for other CPUs' kernel paths.
+  EXPECT_GT(bleu, 37.2);
 }
 
 }  // namespace
