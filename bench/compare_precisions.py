@@ -254,7 +254,10 @@ def main():
                "in_domain": sorted(in_domain), "fp32_bytes": fp32_bytes, "variants": rows},
               open(os.path.join(args.output, "compare.json"), "w"), indent=2)
     print(markdown)
-    plot(rows, batch_sizes, os.path.join(args.output, "compare.png"))
+    if any(r["bleu_in_domain"] == r["bleu_in_domain"] for r in rows):  # some not NaN
+        plot(rows, batch_sizes, os.path.join(args.output, "compare.png"))
+    else:
+        print("no quality results in --output yet: no plot", file=sys.stderr)
 
 
 def load_quality(report_path, rss_path, log):
