@@ -6,9 +6,10 @@
 #include <grpcpp/support/status.h>
 
 #include <atomic>
+#include <mutex>
 #include <string>
+#include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "quantmt/engine/engine.h"
 #include "server/admission/request_limits.h"
@@ -84,8 +85,10 @@ class ServingState {
   std::atomic<int> running_jobs_{0};
   static constexpr int kMaxJobs = 2;
 
-  mutable absl::Mutex mutex_;
-  std::vector<std::string> loaded_ ABSL_GUARDED_BY(mutex_);  // in load order
+  // std::mutex rather than absl::Mutex: ThreadSanitizer sees pthread locks,
+  // but not the locks of an Abseil built without it, as Debian's is.
+  mutable std::mutex mutex_;
+  std::vector<std::string> loaded_;  // guarded by mutex_; in load order
 };
 
 }  // namespace quantmt::server

@@ -3,8 +3,9 @@
 // (the callback API allows one outstanding write).
 #include <algorithm>
 #include <deque>
+#include <mutex>
+#include <optional>
 
-#include "absl/synchronization/mutex.h"
 #include "server/admission/request_validation.h"
 #include "server/convert/proto_conversion.h"
 #include "server/convert/status_conversion.h"
@@ -34,9 +35,13 @@ class TranslateStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
 
   void OnReadDone(bool ok) override {
     if (!ok) {  // the client half-closed (or the call ended)
-      absl::MutexLock lock(&mutex_);
-      reads_done_ = true;
-      MaybeFinishLocked();
+      std::optional<grpc::Status> finish;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        reads_done_ = true;
+        finish = TakeFinishLocked();
+      }
+      if (finish) Finish(*finish);
       return;
     }
     v1::TranslateStreamRequest message;
@@ -53,24 +58,32 @@ class TranslateStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
   }
 
   void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mutex_);
-    writing_ = false;
-    if (!ok) {  // the client is gone: nothing more can be sent
-      broken_ = true;
-      outgoing_.clear();
-      CancelAllLocked();
-    } else {
-      outgoing_.pop_front();
+    std::optional<grpc::Status> finish;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      writing_ = false;
+      if (!ok) {  // the client is gone: nothing more can be sent
+        broken_ = true;
+        outgoing_.clear();
+        CancelAllLocked();
+      } else {
+        outgoing_.pop_front();
+      }
+      WriteNextLocked();
+      finish = TakeFinishLocked();
     }
-    WriteNextLocked();
-    MaybeFinishLocked();
+    if (finish) Finish(*finish);
   }
 
   void OnCancel() override {
-    absl::MutexLock lock(&mutex_);
-    broken_ = true;
-    CancelAllLocked();
-    MaybeFinishLocked();
+    std::optional<grpc::Status> finish;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      broken_ = true;
+      CancelAllLocked();
+      finish = TakeFinishLocked();
+    }
+    if (finish) Finish(*finish);
   }
 
   void OnDone() override { delete this; }
@@ -79,7 +92,7 @@ class TranslateStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
   // Answers a message that was not read as a request (no id, no model).
   void Refuse(const grpc::Status& status) {
     state_->Record("TranslateStream", "", status, absl::Now());
-    absl::MutexLock lock(&mutex_);
+    std::lock_guard<std::mutex> lock(mutex_);
     QueueLocked(ErrorResponse(0, status), /*droppable=*/false);
   }
 
@@ -92,7 +105,7 @@ class TranslateStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
     if (refused.ok() && !validated.ok()) refused = ToGrpcStatus(validated.status());
     auto token = std::make_shared<CancellationToken>();
     {
-      absl::MutexLock lock(&mutex_);
+      std::lock_guard<std::mutex> lock(mutex_);
       // A cancelled stream takes no new work: it may finish at any moment.
       if (broken_ || finished_) return;
       if (refused.ok() && inflight_ >= kMaxInflightPerStream) {
@@ -119,7 +132,7 @@ class TranslateStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
         response.set_id(id);
         response.mutable_token()->set_sentence_index(event.sentence_index);
         response.mutable_token()->set_text(event.text);
-        absl::MutexLock lock(&mutex_);
+        std::lock_guard<std::mutex> lock(mutex_);
         QueueLocked(std::move(response), /*droppable=*/true);
       };
     }
@@ -132,27 +145,38 @@ class TranslateStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
           state_->metrics().AddInflight(model, -1);
           const grpc::Status status = ToGrpcStatus(outcome.results.status());
           state_->Record("TranslateStream", model, status, start);
-          absl::MutexLock lock(&mutex_);
-          if (status.ok()) {
-            for (size_t i = 0; i < outcome.results->size(); ++i) {
-              v1::TranslateStreamResponse response;
-              response.set_id(id);
-              response.mutable_sentence()->set_sentence_index(static_cast<int>(i));
-              ToProto((*outcome.results)[i], return_scores,
-                      response.mutable_sentence()->mutable_translation());
-              QueueLocked(std::move(response), /*droppable=*/false);
-            }
-            v1::TranslateStreamResponse done;
-            done.set_id(id);
-            done.set_done(true);
-            QueueLocked(std::move(done), /*droppable=*/false);
-          } else {
-            QueueLocked(ErrorResponse(id, status), /*droppable=*/false);
+          std::optional<grpc::Status> finish;
+          {
+            std::lock_guard<std::mutex> lock(mutex_);
+            AnswerLocked(id, outcome, status, return_scores);
+            tokens_.erase(std::find(tokens_.begin(), tokens_.end(), token));
+            --inflight_;
+            finish = TakeFinishLocked();
           }
-          tokens_.erase(std::find(tokens_.begin(), tokens_.end(), token));
-          --inflight_;
-          MaybeFinishLocked();
+          // Last: once finished, gRPC may delete this reactor at any moment.
+          if (finish) Finish(*finish);
         });
+  }
+
+  // Queues the responses for one request the engine has answered.
+  void AnswerLocked(uint64_t id, const RequestOutcome& outcome, const grpc::Status& status,
+                    bool return_scores) {  // REQUIRES: mutex_ held
+    if (status.ok()) {
+      for (size_t i = 0; i < outcome.results->size(); ++i) {
+        v1::TranslateStreamResponse response;
+        response.set_id(id);
+        response.mutable_sentence()->set_sentence_index(static_cast<int>(i));
+        ToProto((*outcome.results)[i], return_scores,
+                response.mutable_sentence()->mutable_translation());
+        QueueLocked(std::move(response), /*droppable=*/false);
+      }
+      v1::TranslateStreamResponse done;
+      done.set_id(id);
+      done.set_done(true);
+      QueueLocked(std::move(done), /*droppable=*/false);
+    } else {
+      QueueLocked(ErrorResponse(id, status), /*droppable=*/false);
+    }
   }
 
   static v1::TranslateStreamResponse ErrorResponse(uint64_t id, const grpc::Status& status) {
@@ -163,8 +187,7 @@ class TranslateStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
     return response;
   }
 
-  void QueueLocked(v1::TranslateStreamResponse response, bool droppable)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+  void QueueLocked(v1::TranslateStreamResponse response, bool droppable) {  // REQUIRES: mutex_ held
     if (broken_ || finished_) return;
     if (droppable && outgoing_.size() >= kMaxQueuedTokenUpdates) return;
     grpc::ByteBuffer bytes;
@@ -178,39 +201,45 @@ class TranslateStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
     WriteNextLocked();
   }
 
-  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+  void WriteNextLocked() {  // REQUIRES: mutex_ held
     if (writing_ || outgoing_.empty() || broken_) return;
     writing_ = true;
     StartWrite(&outgoing_.front());
   }
 
-  void CancelAllLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+  void CancelAllLocked() {  // REQUIRES: mutex_ held
     for (const auto& token : tokens_) token->Cancel();
   }
 
-  // Finishes once reading is over (half-close or cancel), every request has
-  // been answered by the engine and every answer is written (or the client
-  // is gone). Until then the engine may still call back into this reactor.
-  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
-    if (finished_ || inflight_ > 0 || writing_) return;
-    if (!broken_ && (!reads_done_ || !outgoing_.empty())) return;
+  // The status to finish with, once reading is over (half-close or cancel),
+  // every request has been answered by the engine and every answer is
+  // written (or the client is gone); until then the engine may still call
+  // back into this reactor. Returned once. The caller calls Finish after
+  // unlocking: gRPC may delete this reactor (OnDone), mutex_ included, as
+  // soon as Finish is called.
+  std::optional<grpc::Status> TakeFinishLocked() {  // REQUIRES: mutex_ held
+    if (finished_ || inflight_ > 0 || writing_) return std::nullopt;
+    if (!broken_ && (!reads_done_ || !outgoing_.empty())) return std::nullopt;
     finished_ = true;
-    Finish(broken_ ? grpc::Status(grpc::StatusCode::CANCELLED, "the stream was cancelled")
-                   : grpc::Status::OK);
+    return broken_ ? grpc::Status(grpc::StatusCode::CANCELLED, "the stream was cancelled")
+                   : grpc::Status::OK;
   }
 
   ServingState* state_;
   grpc::CallbackServerContext* context_;
   grpc::ByteBuffer incoming_;  // only the read path touches it
 
-  absl::Mutex mutex_;
-  std::deque<grpc::ByteBuffer> outgoing_ ABSL_GUARDED_BY(mutex_);
-  std::vector<std::shared_ptr<CancellationToken>> tokens_ ABSL_GUARDED_BY(mutex_);
-  int inflight_ ABSL_GUARDED_BY(mutex_) = 0;
-  bool writing_ ABSL_GUARDED_BY(mutex_) = false;
-  bool reads_done_ ABSL_GUARDED_BY(mutex_) = false;
-  bool broken_ ABSL_GUARDED_BY(mutex_) = false;
-  bool finished_ ABSL_GUARDED_BY(mutex_) = false;
+  // std::mutex rather than absl::Mutex: ThreadSanitizer sees pthread locks,
+  // but not the locks of an Abseil built without it, as Debian's is.
+  // Everything below is guarded by mutex_.
+  std::mutex mutex_;
+  std::deque<grpc::ByteBuffer> outgoing_;
+  std::vector<std::shared_ptr<CancellationToken>> tokens_;
+  int inflight_ = 0;
+  bool writing_ = false;
+  bool reads_done_ = false;
+  bool broken_ = false;
+  bool finished_ = false;
 };
 
 }  // namespace

@@ -28,7 +28,8 @@ import urllib.request
 
 # Shared with the soak and fault tests.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from server_harness import free_port, requests_by_code, resident_bytes, sample  # noqa: E402
+from server_harness import (free_port, requests_by_code, resident_bytes, sample,  # noqa: E402
+                            sanitizer_report)
 
 SERVER_BIN, QUANTMT_BIN, SOURCE_DIR, WORK_DIR = sys.argv[1:5]
 del sys.argv[1:5]
@@ -87,10 +88,14 @@ class Server:
         return http_get(f"http://127.0.0.1:{self.metrics_port}/metrics")
 
     def stop(self):
+        """Kills the server; fails if its log holds a sanitizer report."""
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        report = sanitizer_report(self.text())
         self.log.close()
+        if report:
+            raise AssertionError("quantmt-server reported:\n" + report)
 
 
 def run_load(server, *args):

@@ -41,6 +41,10 @@ class ServerE2eTest : public ::testing::Test {
   }
   static void TearDownTestSuite() {
     delete channel_;
+    // Sanitizer builds: a race, overflow or UB in the server fails the suite.
+    if (server_ != nullptr) {
+      EXPECT_EQ(server_->SanitizerReport(), "");
+    }
     delete server_;
   }
 

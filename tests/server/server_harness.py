@@ -27,6 +27,21 @@ def resident_bytes(pid):
     return 0
 
 
+# First lines of the reports of ThreadSanitizer, AddressSanitizer,
+# LeakSanitizer and UndefinedBehaviorSanitizer (sanitizer builds only).
+SANITIZER_MARKERS = ("WARNING: ThreadSanitizer", "ERROR: AddressSanitizer",
+                     "ERROR: LeakSanitizer", "runtime error:")
+
+
+def sanitizer_report(log_text):
+    """The server log from its first sanitizer report on, or "" without one."""
+    starts = [log_text.find(m) for m in SANITIZER_MARKERS if m in log_text]
+    if not starts:
+        return ""
+    start = log_text.rfind("\n", 0, min(starts)) + 1
+    return log_text[start:start + 20000]
+
+
 def sample(metrics_text, series):
     """The value of one series (name and labels exactly as exposed), 0 if absent."""
     for line in metrics_text.splitlines():
@@ -120,10 +135,14 @@ class Server:
             return response.read().decode()
 
     def stop(self):
+        """Kills the server; fails if its log holds a sanitizer report."""
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        report = sanitizer_report(self.text())
         self.log.close()
+        if report:
+            raise AssertionError("quantmt-server reported:\n" + report)
 
 
 def run_load(quantmt_bin, server, *args, timeout=300):

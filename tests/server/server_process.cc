@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -77,6 +78,18 @@ std::string ServerProcess::log() const {
   std::stringstream text;
   text << in.rdbuf();
   return text.str();
+}
+
+std::string ServerProcess::SanitizerReport() const {
+  const std::string text = log();
+  size_t first = std::string::npos;
+  for (const char* marker : {"WARNING: ThreadSanitizer", "ERROR: AddressSanitizer",
+                             "ERROR: LeakSanitizer", "runtime error:"}) {
+    first = std::min(first, text.find(marker));
+  }
+  if (first == std::string::npos) return "";
+  const size_t line = text.rfind('\n', first);
+  return text.substr(line == std::string::npos ? 0 : line + 1, 20000);
 }
 
 int ServerProcess::Terminate(double timeout_s) {

@@ -26,6 +26,9 @@ class ServerProcess {
   int metrics_port() const { return metrics_port_; }
   pid_t pid() const { return pid_; }
   std::string log() const;  // what it wrote to stderr so far
+  // The log from its first sanitizer report on (ThreadSanitizer,
+  // AddressSanitizer, LeakSanitizer, UBSan), or "" without one.
+  std::string SanitizerReport() const;
 
   // Sends SIGTERM and waits up to `timeout_s`; the exit status, or -1.
   int Terminate(double timeout_s = 60);

@@ -30,7 +30,9 @@ torch::Tensor FakeQuantizePerRow(const torch::Tensor& weight, const torch::Tenso
 
 FakeQuantLinear::FakeQuantLinear(const LinearSpec& spec, double ema_momentum)
     : FloatLinear(spec.in_features, spec.out_features, spec.bias), ema_momentum_(ema_momentum) {
-  if (const torch::Tensor* bias = named_parameters(/*recurse=*/false).find("bias")) bias_ = *bias;
+  // find() points into the dictionary: keep it alive while reading.
+  const auto parameters = named_parameters(/*recurse=*/false);
+  if (const torch::Tensor* bias = parameters.find("bias")) bias_ = *bias;
   input_range_ = register_buffer("input_range", torch::zeros({}));
   input_batches_ = register_buffer("input_batches", torch::zeros({}));
 }
