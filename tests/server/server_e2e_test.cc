@@ -68,6 +68,19 @@ class ServerE2eTest : public ::testing::Test {
   static double Metric(const std::string& series) {
     return SampleValue(HttpGet(server_->metrics_port(), "/metrics"), series);
   }
+  // Waits until the default model has nothing queued or decoding: a request
+  // whose client gave up (deadline) leaves the queue at the scheduler's next
+  // step, not at once, and would otherwise fill the small test queue.
+  static void WaitUntilIdle() {
+    for (int i = 0; i < 1000; ++i) {
+      if (Metric("quantmt_queued_sentences{model=\"default\"}") == 0 &&
+          Metric("quantmt_running_sentences{model=\"default\"}") == 0) {
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ADD_FAILURE() << "the default model did not become idle in 10 s";
+  }
   static std::string RequestsSeries(const std::string& rpc, const std::string& model,
                                     const std::string& code) {
     return "quantmt_requests_total{rpc=\"" + rpc + "\",model=\"" + model + "\",code=\"" + code +
@@ -379,6 +392,7 @@ TEST_F(ServerE2eTest, BadInputGetsClearErrorsAndIsCounted) {
   EXPECT_EQ(status.error_code(), StatusCode::DEADLINE_EXCEEDED) << status.error_message();
 
   // A client that cancels.
+  WaitUntilIdle();
   {
     grpc::ClientContext context;
     WithDeadline(&context);
@@ -392,6 +406,7 @@ TEST_F(ServerE2eTest, BadInputGetsClearErrorsAndIsCounted) {
   }
 
   // More sentences at once than the queue holds (8): some are refused.
+  WaitUntilIdle();
   {
     const double before = Metric(RequestsSeries("Translate", "default", "RESOURCE_EXHAUSTED"));
     auto stub = Translation();
