@@ -49,7 +49,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--batch_sizes", batches)->delimiter(',');
   app.add_option("--length", length, "Source and generated tokens")->capture_default_str();
-  app.add_option("--device", device_name, "cpu or cuda")->capture_default_str();
+  app.add_option("--device", device_name, "cpu or cuda")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   bool int8_embeddings = true, prepare = true, profile = false;
   app.add_option("--compute_type", compute_type,
                  "float32, float16, bfloat16, or int8 (CPU: dynamic INT8, quantized in memory "
@@ -106,6 +108,10 @@ int main(int argc, char** argv) {
   }
   const quantmt::ModelConfig& config = model->config();
   const torch::Device device(device_name == "cuda" ? torch::kCUDA : torch::kCPU);
+  if (device.is_cuda() && !torch::cuda::is_available()) {
+    std::fprintf(stderr, "error: --device cuda, but this LibTorch has no usable CUDA device\n");
+    return 1;
+  }
   const auto dtype = compute_type == "float16"    ? torch::kFloat16
                      : compute_type == "bfloat16" ? torch::kBFloat16
                                                   : torch::kFloat32;
