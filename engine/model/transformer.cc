@@ -5,6 +5,8 @@
 #include <limits>
 #include <string>
 
+#include "kernels/layer_norm_cpu.h"
+
 namespace quantmt {
 namespace {
 
@@ -25,13 +27,37 @@ torch::Tensor Dropout(const torch::Tensor& x, double p, bool training) {
   return (training && p > 0) ? torch::dropout(x, p, true) : x;
 }
 
+// norm(x + residual), or norm(x) when residual is undefined. Inference on
+// the CPU in float32 runs the fused kernel (one pass per row, no sum
+// buffer); everything else, LibTorch's ops.
+torch::Tensor AddAndNormalize(const torch::Tensor& x, const torch::Tensor& residual,
+                              torch::nn::LayerNorm& norm) {
+  auto on_cpu_float = [](const torch::Tensor& t) {
+    return t.is_cpu() && t.scalar_type() == torch::kFloat32 && t.is_contiguous();
+  };
+  const auto& options = norm->options;
+  const bool fused =
+      !torch::GradMode::is_enabled() && on_cpu_float(x) &&
+      (!residual.defined() || (on_cpu_float(residual) && residual.sizes() == x.sizes())) &&
+      options.normalized_shape().size() == 1 && options.elementwise_affine() &&
+      on_cpu_float(norm->weight) && on_cpu_float(norm->bias);
+  if (!fused) return norm(residual.defined() ? x + residual : x);
+  const int64_t cols = options.normalized_shape()[0];
+  auto out = torch::empty_like(x);
+  kernels::AddLayerNorm(
+      x.data_ptr<float>(), residual.defined() ? residual.data_ptr<float>() : nullptr,
+      norm->weight.data_ptr<float>(), norm->bias.data_ptr<float>(), x.numel() / cols, cols,
+      static_cast<float>(options.eps()), out.data_ptr<float>(), at::get_num_threads());
+  return out;
+}
+
 // One residual sub-layer: pre-norm computes x + f(norm(x)), post-norm
 // norm(x + f(x)); dropout on f's output while training.
 template <typename SubLayer>
 torch::Tensor Residual(const torch::Tensor& x, torch::nn::LayerNorm& norm, bool pre_norm,
                        double dropout, bool training, SubLayer&& sublayer) {
-  torch::Tensor y = x + Dropout(sublayer(pre_norm ? norm(x) : x), dropout, training);
-  return pre_norm ? y : norm(y);
+  if (pre_norm) return x + Dropout(sublayer(AddAndNormalize(x, {}, norm)), dropout, training);
+  return AddAndNormalize(x, Dropout(sublayer(x), dropout, training), norm);
 }
 
 }  // namespace
