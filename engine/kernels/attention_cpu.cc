@@ -40,6 +40,18 @@ inline float ExpNonPositive(float x) {
   return x < -87.0f ? 0.0f : p * power;
 }
 
+// scores[t] = exp(scores[t] - highest), the softmax's numerators; returns
+// 1 / their sum. Inlined, so it vectorizes for its caller's instruction set.
+inline float ExponentiateScores(float* scores, int64_t keys, float highest) {
+  float total = 0.0f;
+#pragma omp simd reduction(+ : total)
+  for (int64_t t = 0; t < keys; ++t) {
+    scores[t] = ExpNonPositive(scores[t] - highest);
+    total += scores[t];
+  }
+  return 1.0f / total;
+}
+
 struct Pair {
   const float* query;  // its first query
   int64_t query_stride;
@@ -78,13 +90,7 @@ inline void AttendPair(const Pair& pair, int64_t queries, int64_t keys, int64_t 
     }
     std::fill(out, out + head_dim, 0.0f);
     if (highest == kNegInf) continue;  // every key masked: zeros
-    float total = 0.0f;
-#pragma omp simd reduction(+ : total)
-    for (int64_t t = 0; t < keys; ++t) {
-      scores[t] = ExpNonPositive(scores[t] - highest);
-      total += scores[t];
-    }
-    const float inverse_total = 1.0f / total;
+    const float inverse_total = ExponentiateScores(scores, keys, highest);
     for (int64_t t = 0; t < keys; ++t) {
       const float weight = scores[t] * inverse_total;
       if (weight == 0.0f) continue;  // masked (or negligible): never read
@@ -101,15 +107,16 @@ inline void AttendPair(const Pair& pair, int64_t queries, int64_t keys, int64_t 
 // loop above keeps the sum in memory across keys and, without -ffast-math,
 // reduces each dot product one lane after the other (16 dependent adds a
 // key: most of the attention time at batch 64 under perf).
-// The sum of a register's 16 lanes as a tree (GCC 12's _mm512_reduce_add_ps
-// draws a false -Wmaybe-uninitialized).
+// The sum of a register's 16 lanes as a tree, through memory: GCC 12's
+// 512-to-256-bit intrinsics (and so _mm512_reduce_add_ps) draw a false
+// -Wmaybe-uninitialized, and the store is forwarded to the loads anyway.
 __attribute__((target("avx512f"))) inline float SumLanes(__m512 x) {
-  const __m256 low = _mm512_castps512_ps256(x);
-  const __m256 high = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1));
-  const __m256 eight = _mm256_add_ps(low, high);
-  __m128 four = _mm_add_ps(_mm256_castps256_ps128(eight), _mm256_extractf128_ps(eight, 1));
-  four = _mm_add_ps(four, _mm_movehl_ps(four, four));
-  return _mm_cvtss_f32(_mm_add_ss(four, _mm_movehdup_ps(four)));
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, x);
+  const __m128 four = _mm_add_ps(_mm_add_ps(_mm_load_ps(lanes), _mm_load_ps(lanes + 4)),
+                                 _mm_add_ps(_mm_load_ps(lanes + 8), _mm_load_ps(lanes + 12)));
+  const __m128 two = _mm_add_ps(four, _mm_movehl_ps(four, four));
+  return _mm_cvtss_f32(_mm_add_ss(two, _mm_movehdup_ps(two)));
 }
 
 __attribute__((target("avx512f"))) void AttendPair64Avx512(const Pair& pair, int64_t queries,
@@ -138,13 +145,7 @@ __attribute__((target("avx512f"))) void AttendPair64Avx512(const Pair& pair, int
     float* out = pair.out + i * pair.out_stride;
     __m512 o0 = _mm512_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
     if (highest != kNegInf) {
-      float total = 0.0f;
-#pragma omp simd reduction(+ : total)
-      for (int64_t t = 0; t < keys; ++t) {
-        scores[t] = ExpNonPositive(scores[t] - highest);
-        total += scores[t];
-      }
-      const float inverse_total = 1.0f / total;
+      const float inverse_total = ExponentiateScores(scores, keys, highest);
       const float* value = pair.values;
       for (int64_t t = 0; t < keys; ++t, value += pair.value_stride) {
         if (scores[t] == 0.0f) continue;  // masked (or negligible): never read
