@@ -29,7 +29,8 @@ torch::Tensor Dropout(const torch::Tensor& x, double p, bool training) {
 
 // norm(x + residual), or norm(x) when residual is undefined. Inference on
 // the CPU in float32 runs the fused kernel (one pass per row, no sum
-// buffer); everything else, LibTorch's ops.
+// buffer); everything else (a shape LayerNorm would refuse included),
+// LibTorch's ops.
 torch::Tensor AddAndNormalize(const torch::Tensor& x, const torch::Tensor& residual,
                               torch::nn::LayerNorm& norm) {
   auto on_cpu_float = [](const torch::Tensor& t) {
@@ -39,7 +40,8 @@ torch::Tensor AddAndNormalize(const torch::Tensor& x, const torch::Tensor& resid
   const bool fused =
       !torch::GradMode::is_enabled() && on_cpu_float(x) &&
       (!residual.defined() || (on_cpu_float(residual) && residual.sizes() == x.sizes())) &&
-      options.normalized_shape().size() == 1 && options.elementwise_affine() &&
+      options.normalized_shape().size() == 1 && x.dim() > 0 &&
+      x.size(-1) == options.normalized_shape()[0] && options.elementwise_affine() &&
       on_cpu_float(norm->weight) && on_cpu_float(norm->bias);
   if (!fused) return norm(residual.defined() ? x + residual : x);
   const int64_t cols = options.normalized_shape()[0];
