@@ -4,7 +4,9 @@
 // generated tokens. tokens/s = batch * 30 / wall time of the whole call
 // (encoder included). Prints one row per batch size, median of --runs.
 // With --model, the same measurement on a model directory (any precision)
-// instead of random weights.
+// instead of random weights. With --replicas, the batch is split into equal
+// parts decoded at once by that many threads sharing the model, each with
+// threads / replicas intra-op threads (the server's CPU replicas under load).
 #include <torch/torch.h>
 
 #include <CLI/CLI.hpp>
@@ -22,6 +24,7 @@
 #include "model/model_io.h"
 #include "model/transformer.h"
 #include "op_profile.h"
+#include "replica_pool.h"
 #include "serving/allocator_tuning.h"
 
 namespace {
@@ -41,10 +44,15 @@ absl::StatusOr<std::shared_ptr<quantmt::Transformer>> ReferenceModel() {
 
 int main(int argc, char** argv) {
   CLI::App app{"quantmt greedy decoding throughput on the reference shape"};
-  int threads = 2, runs = 5, length = 30;
+  int threads = 2, runs = 5, length = 30, replicas = 1;
   std::vector<int> batches = {1, 8, 32, 64};
   std::string device_name = "cpu", compute_type = "float32", model_dir, json_path;
   app.add_option("--threads", threads, "CPU intra-op threads")->capture_default_str();
+  app.add_option("--replicas", replicas,
+                 "CPU: decoding threads sharing the model, each taking an equal part of every "
+                 "batch on threads / replicas intra-op threads")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app.add_option("--runs", runs, "Timed runs per batch size (median reported)")
       ->capture_default_str();
   app.add_option("--batch_sizes", batches)->delimiter(',');
@@ -132,7 +140,32 @@ int main(int argc, char** argv) {
     }
     graph_decoder = std::move(*created_decoder);
   }
+  if (replicas > 1 && (device.is_cuda() || graph_decoder || threads % replicas != 0)) {
+    std::fprintf(stderr,
+                 "error: --replicas needs the CPU eager decoder and --threads a multiple of it\n");
+    return 1;
+  }
+  std::unique_ptr<quantmt::bench::ReplicaPool> replica_pool;
+  if (replicas > 1) {
+    replica_pool = std::make_unique<quantmt::bench::ReplicaPool>(replicas, threads / replicas);
+  }
+  // Replica i decodes sentences [size * i / replicas, size * (i + 1) / replicas).
+  auto decode_on_replicas = [&](const std::vector<std::vector<int64_t>>& sources) {
+    const size_t size = sources.size();
+    std::vector<quantmt::SearchResults> parts(replicas);
+    replica_pool->Run([&](int i) {
+      std::vector<std::vector<int64_t>> part(sources.begin() + size * i / replicas,
+                                             sources.begin() + size * (i + 1) / replicas);
+      if (!part.empty()) parts[i] = quantmt::GreedySearch(*model, part, options, device);
+    });
+    quantmt::SearchResults results;
+    for (auto& part : parts) {
+      for (auto& nbest : part) results.push_back(std::move(nbest));
+    }
+    return results;
+  };
   auto decode = [&](const std::vector<std::vector<int64_t>>& sources) {
+    if (replica_pool) return decode_on_replicas(sources);
     if (!graph_decoder) return quantmt::GreedySearch(*model, sources, options, device);
     auto results = graph_decoder->GreedySearch(sources, options);
     if (!results.ok()) {
@@ -152,14 +185,21 @@ int main(int argc, char** argv) {
       : int8    ? std::map<int, double>{{1, 340}, {8, 1193}, {32, 4253}, {64, 5189}}
                 : std::map<int, double>{{1, 233}, {8, 875}, {32, 1677}, {64, 2526}};
   const std::string shape = model_dir.empty() ? "reference shape" : model_dir;
-  std::printf("quantmt greedy decoding, %s, %s %s, %s decoder%s, %d threads, LibTorch %s\n",
+  const std::string thread_text =
+      replicas > 1 ? std::to_string(replicas) + " replicas x " + std::to_string(threads / replicas)
+                   : std::to_string(threads);
+  std::printf("quantmt greedy decoding, %s, %s %s, %s decoder%s, %s threads, LibTorch %s\n",
               shape.c_str(), device_name.c_str(), compute_type.c_str(), decoder_name.c_str(),
-              decoder_name == "graphs" && !graph_encoder ? " (encoder op by op)" : "", threads,
-              TORCH_VERSION);
+              decoder_name == "graphs" && !graph_encoder ? " (encoder op by op)" : "",
+              thread_text.c_str(), TORCH_VERSION);
   if (cuda_half) std::printf("ratio column: vs Hugging Face generate() FP16 on an H100\n");
-  nlohmann::json report = {
-      {"model", shape},     {"device", device_name}, {"compute_type", compute_type},
-      {"threads", threads}, {"length", length},      {"results", nlohmann::json::array()}};
+  nlohmann::json report = {{"model", shape},
+                           {"device", device_name},
+                           {"compute_type", compute_type},
+                           {"threads", threads},
+                           {"replicas", replicas},
+                           {"length", length},
+                           {"results", nlohmann::json::array()}};
   // Roofline of the reference shape on this machine kind (design notes): 71
   // MFLOP per generated token against the 2-thread compute ceiling, and at
   // small batches the weights streamed from memory once per step.

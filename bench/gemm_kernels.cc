@@ -10,8 +10,10 @@
 //   fp32 onednn     oneDNN matmul, weights prepacked
 //   int8 torch      LibTorch quantized::linear_dynamic, onednn engine
 //   int8 onednn     oneDNN s8s8->s32 matmul alone, weights prepacked
-//   int8 vnni       the hand-written AVX-512 VNNI kernel alone (M <= 16)
-//   int8 layer      Int8Linear::Forward: quantize rows + oneDNN + scales/bias
+//   int8 vnni       the hand-written AVX-512 VNNI kernel's product alone
+//   layer onednn    Int8Linear::Forward on oneDNN: quantize rows, oneDNN,
+//                   scales and bias, three passes
+//   layer vnni      Int8Linear::Forward on the VNNI kernel: one pass
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/torch.h>
 
@@ -24,7 +26,8 @@
 #include <vector>
 
 #include "kernels/dnnl_matmul.h"
-#include "kernels/int8_gemv_vnni.h"
+#include "kernels/int8_gemm.h"
+#include "kernels/int8_gemm_vnni.h"
 #include "model/int8_linear.h"
 
 namespace {
@@ -78,8 +81,9 @@ int main(int argc, char** argv) {
       {512, 512}, {2048, 512}, {512, 2048}, {8000, 512}};  // {N, K}
   std::printf("GEMM kernels, %d threads, LibTorch %s, oneDNN %s; GOP/s (%% of peak)\n", threads,
               TORCH_VERSION, quantmt::kernels::HaveDnnl() ? "on" : "off");
-  std::printf("%5s %11s %16s %16s %16s %16s %16s %16s\n", "M", "N x K", "fp32 torch", "fp32 onednn",
-              "int8 torch", "int8 onednn", "int8 vnni", "int8 layer");
+  std::printf("%5s %11s %16s %16s %16s %16s %16s %16s %16s\n", "M", "N x K", "fp32 torch",
+              "fp32 onednn", "int8 torch", "int8 onednn", "int8 vnni", "layer onednn",
+              "layer vnni");
   for (auto [n, k] : shapes) {
     torch::manual_seed(n + k);
     auto weight = torch::randn({n, k}) * 0.05;
@@ -96,9 +100,9 @@ int main(int argc, char** argv) {
     auto qweight = torch::quantize_per_channel(weight, layer.weight_scale().to(torch::kDouble),
                                                torch::zeros({n}, torch::kLong), 0, torch::kQInt8);
     c10::IValue packed = CallOp("quantized::linear_prepack", {qweight, bias});
-    std::unique_ptr<quantmt::kernels::Int8GemvVnni> vnni;
+    std::unique_ptr<quantmt::kernels::Int8GemmVnni> vnni;
     if (quantmt::kernels::HaveAvx512Vnni()) {
-      vnni = std::make_unique<quantmt::kernels::Int8GemvVnni>(codes.data_ptr<int8_t>(), n, k);
+      vnni = std::make_unique<quantmt::kernels::Int8GemmVnni>(codes.data_ptr<int8_t>(), n, k);
     }
 
     for (int64_t m : rows) {
@@ -114,8 +118,16 @@ int main(int argc, char** argv) {
         return std::string(text);
       };
       const std::string na = "n/a";
+      // The layer with every row count sent to oneDNN (0) or to the VNNI kernel.
+      auto layer_on = [&](int64_t vnni_max_rows) {
+        if ((vnni_max_rows == 0 ? !quantmt::kernels::HaveDnnl() : !vnni)) return na;
+        quantmt::kernels::Int8Gemm::SetVnniMaxRows(vnni_max_rows);
+        std::string text = cell([&] { layer.Forward(x); }, kPeakInt8);
+        quantmt::kernels::Int8Gemm::SetVnniMaxRows(quantmt::kernels::Int8Gemm::kDefaultVnniMaxRows);
+        return text;
+      };
       std::printf(
-          "%5lld %5lldx%-5lld %16s %16s %16s %16s %16s %16s\n", static_cast<long long>(m),
+          "%5lld %5lldx%-5lld %16s %16s %16s %16s %16s %16s %16s\n", static_cast<long long>(m),
           static_cast<long long>(n), static_cast<long long>(k),
           cell([&] { quantmt::DenseForward(x, weight, bias); }, kPeakFp32).c_str(),
           fp32_dnnl.ok()
@@ -134,12 +146,14 @@ int main(int argc, char** argv) {
                      kPeakInt8)
                     .c_str()
               : na.c_str(),
-          vnni
-              ? cell([&] { vnni->Run(x8.data_ptr<int8_t>(), m, acc.data_ptr<int32_t>(), threads); },
+          vnni ? cell(
+                     [&] {
+                       vnni->Multiply(x8.data_ptr<int8_t>(), m, acc.data_ptr<int32_t>(), threads);
+                     },
                      kPeakInt8)
-                    .c_str()
-              : na.c_str(),
-          cell([&] { layer.Forward(x); }, kPeakInt8).c_str());
+                     .c_str()
+               : na.c_str(),
+          layer_on(0).c_str(), layer_on(quantmt::kernels::Int8Gemm::kDefaultVnniMaxRows).c_str());
       std::fflush(stdout);
     }
   }

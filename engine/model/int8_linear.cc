@@ -4,29 +4,12 @@
 
 #include <cmath>
 #include <nlohmann/json.hpp>
-#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/int8_gemm.h"
-#include "kernels/int8_rows.h"
 #include "model/int8_quantize.h"
 
 namespace quantmt {
-namespace {
-
-// At least `count` elements of `buffer`, never shrinking it: resize()
-// zero-fills every element it adds, and the layers of a decoding step
-// alternate between widths (512, 2,048, 8,000), so shrinking and growing
-// again zero-filled up to 2 MB a call (memset was 3% of a batch-64 INT8
-// decode under perf). The scratch is overwritten before it is read.
-template <typename T>
-T* Scratch(std::vector<T>& buffer, size_t count) {
-  if (buffer.size() < count) buffer.resize(count);
-  return buffer.data();
-}
-
-}  // namespace
-
 absl::StatusOr<Int8Params> ParseInt8Params(const QuantizationConfig& quantization) {
   Int8Params params;
   if (quantization.scheme == "int8_dynamic") {
@@ -171,27 +154,13 @@ torch::Tensor Int8Linear::ForwardCpuInt8(const torch::Tensor& input) {
               " features, expected ", in);
   auto x = input.reshape({-1, in}).contiguous();
   const int64_t rows = x.size(0);
-  // Scratch reused across calls: at batch-1 decoding a layer runs in tens of
-  // microseconds, and three tensor allocations per call would show.
-  thread_local std::vector<int8_t> codes;
-  thread_local std::vector<float> row_scales;
-  thread_local std::vector<int32_t> accumulators;
-  int8_t* codes_data = Scratch(codes, rows * in);
-  int32_t* accumulator_data = Scratch(accumulators, rows * out);
-  float* row_scale_data = Scratch(row_scales, rows);
-  const bool dynamic = mode_ == Int8Mode::kDynamic;
-  if (dynamic) {
-    kernels::QuantizeRowsSymmetric(x.data_ptr<float>(), rows, in, codes_data, row_scale_data,
-                                   at::get_num_threads());
-  } else {
-    kernels::QuantizeWithScale(x.data_ptr<float>(), rows * in, input_scale_value_, codes_data);
-  }
-  gemm_->Run(codes_data, rows, accumulator_data, at::get_num_threads());
   auto output = torch::empty({rows, out}, torch::kFloat32);
-  kernels::DequantizeAccumulators(accumulator_data, rows, out, dynamic ? row_scale_data : nullptr,
-                                  input_scale_value_, weight_scale_.data_ptr<float>(),
-                                  bias_.defined() ? bias_.data_ptr<float>() : nullptr,
-                                  output.data_ptr<float>(), at::get_num_threads());
+  kernels::Int8Scaling scaling;
+  scaling.input_scale = mode_ == Int8Mode::kStatic ? input_scale_value_ : 0.0f;
+  scaling.column_scales = weight_scale_.data_ptr<float>();
+  scaling.bias = bias_.defined() ? bias_.data_ptr<float>() : nullptr;
+  gemm_->Forward(x.data_ptr<float>(), rows, scaling, output.data_ptr<float>(),
+                 at::get_num_threads());
   auto sizes = input.sizes().vec();
   sizes.back() = out;
   return output.view(sizes);

@@ -7,11 +7,11 @@
 // Tensors (docs/checkpoint-format.md): weight int8 [out, in], weight_scale
 // float32 [out], bias [out] (optional, floating point), input_scale float32 []
 // (static only). On the CPU, PrepareForInference packs the weights for the
-// int8 kernels (kernels/int8_gemm.h: integer accumulation, then one pass
-// applying row scale x channel scale + bias). Elsewhere (CUDA, or a build without
-// oneDNN) it dequantizes the weights to the compute dtype once and runs a
-// float GEMM on fake-quantized activations: the same numbers up to float
-// rounding of the sums.
+// int8 kernels (kernels/int8_gemm.h: quantize the input rows, integer
+// products, row scale x channel scale + bias; on AVX-512 VNNI all in one
+// pass). Elsewhere (CUDA, or a CPU with neither kernel) it dequantizes the
+// weights to the compute dtype once and runs a float GEMM on fake-quantized
+// activations: the same numbers up to float rounding of the sums.
 #pragma once
 
 #include <torch/torch.h>
