@@ -8,6 +8,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -26,6 +27,13 @@ constexpr int64_t kLayoutRows = 64;
 // passive OpenMP worker costs more than it saves (at 512x512, m=1: 3 us on
 // one thread vs 24 us on two, measured on a busy 2-vCPU machine).
 constexpr int64_t kParallelWork = int64_t{1} << 22;
+
+// `bytes` of `buffer`, 64-byte aligned (the buffer grows, never shrinks).
+void* Aligned(std::vector<uint8_t>& buffer, size_t bytes) {
+  if (buffer.size() < bytes + 64) buffer.resize(bytes + 64);
+  const auto address = reinterpret_cast<uintptr_t>(buffer.data());
+  return buffer.data() + (64 - address % 64) % 64;
+}
 
 dnnl::engine& CpuEngine() {
   static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
@@ -67,18 +75,20 @@ class DnnlMatmulImpl : public DnnlMatmul {
     const Entry& entry = PrimitiveFor(m, threads);
     memory source(entry.source, CpuEngine(), const_cast<void*>(a));
     memory destination(entry.destination, CpuEngine(), c);
+    // Each calling thread brings its own scratchpad: with the library's
+    // (Debian's oneDNN 2.6 is not built for concurrent execution), replicas
+    // sharing one layer ran concurrently into wrong results, and a lock per
+    // layer made them take turns.
+    thread_local std::vector<uint8_t> scratch;
+    memory scratchpad(entry.scratchpad, CpuEngine(), Aligned(scratch, entry.scratchpad.get_size()));
     thread_local dnnl::stream stream(CpuEngine());
-    std::unordered_map<int, memory> args = {
-        {DNNL_ARG_SRC, source}, {DNNL_ARG_WEIGHTS, packed_}, {DNNL_ARG_DST, destination}};
+    std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, source},
+                                            {DNNL_ARG_WEIGHTS, packed_},
+                                            {DNNL_ARG_DST, destination},
+                                            {DNNL_ARG_SCRATCHPAD, scratchpad}};
     if (bias_) args.emplace(DNNL_ARG_BIAS, bias_);
-    {
-      // One execution at a time per layer: replicas sharing this layer ran
-      // concurrently into wrong results (oneDNN 2.6 from Debian is not built
-      // for concurrent execution of one primitive: shared scratchpad).
-      std::lock_guard<std::mutex> lock(execute_mutex_);
-      entry.primitive.execute(stream, args);
-      stream.wait();
-    }
+    entry.primitive.execute(stream, args);
+    stream.wait();
     if (threads != caller_threads) omp_set_num_threads(caller_threads);
   }
 
@@ -87,7 +97,7 @@ class DnnlMatmulImpl : public DnnlMatmul {
 
  private:
   struct Entry {
-    memory::desc source, destination;
+    memory::desc source, destination, scratchpad;
     dnnl::matmul primitive;
   };
 
@@ -106,8 +116,10 @@ class DnnlMatmulImpl : public DnnlMatmul {
     std::lock_guard<std::mutex> lock(mutex_);
     auto found = primitives_.find({m, threads});
     if (found != primitives_.end()) return found->second;
-    dnnl::matmul::primitive_desc pd(Describe(m, packed_desc_), CpuEngine());
-    Entry entry{pd.src_desc(), pd.dst_desc(), dnnl::matmul(pd)};
+    dnnl::primitive_attr attributes;
+    attributes.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    dnnl::matmul::primitive_desc pd(Describe(m, packed_desc_), attributes, CpuEngine());
+    Entry entry{pd.src_desc(), pd.dst_desc(), pd.scratchpad_desc(), dnnl::matmul(pd)};
     return primitives_.emplace(std::make_pair(m, threads), std::move(entry)).first->second;
   }
 
@@ -118,7 +130,6 @@ class DnnlMatmulImpl : public DnnlMatmul {
   memory packed_;
   memory bias_;
   std::mutex mutex_;                                     // guards primitives_
-  std::mutex execute_mutex_;                             // see Run
   std::map<std::pair<int64_t, int>, Entry> primitives_;  // node-based: references stay valid
 };
 

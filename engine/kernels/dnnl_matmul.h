@@ -36,7 +36,7 @@ class DnnlMatmul {
 
   // a: [m, k] row-major (f32 or s8 by kind); c: [m, n] row-major (f32 or
   // s32). Runs on up to `threads` OpenMP threads. Thread-safe: concurrent
-  // calls on one object run one after the other.
+  // calls on one object run at once, each with its own scratchpad.
   virtual void Run(const void* a, int64_t m, void* c, int threads) = 0;
 
   virtual int64_t n() const = 0;

@@ -3,22 +3,12 @@
 #include <vector>
 
 #include "kernels/int8_rows.h"
+#include "kernels/scratch.h"
 
 namespace quantmt::kernels {
 namespace {
 
 int64_t vnni_max_rows = Int8Gemm::kDefaultVnniMaxRows;
-
-// At least `count` elements of `buffer`, never shrinking it: resize()
-// zero-fills every element it adds, and the layers of a decoding step
-// alternate between widths (512, 2,048, 8,000), so shrinking and growing
-// again zero-filled up to 2 MB a call. The scratch is overwritten before it
-// is read.
-template <typename T>
-T* Scratch(std::vector<T>& buffer, size_t count) {
-  if (buffer.size() < count) buffer.resize(count);
-  return buffer.data();
-}
 
 }  // namespace
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kernels/scratch.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #define QUANTMT_X86 1
 #include <immintrin.h>
@@ -20,20 +22,16 @@ constexpr int64_t kPanelBlocks = 4;  // column blocks of a panel (64 columns)
 constexpr int64_t kTileRows = 6;     // 6 rows x 4 blocks: 24 accumulators of 32 registers
 // Below this many multiply-adds one thread is faster: waking a passive
 // OpenMP worker costs 20-25 us on the 2-vCPU machine of docs/benchmarks.md.
-// Measured on whole decodes: 2^20 beat 2^18, 2^24 and 2^25 at batch 1-64.
-constexpr int64_t kParallelWork = int64_t{1} << 20;
+// Measured on whole decodes (docs/benchmarks.md): 2^22 was 7-9% faster
+// than 2^20 at batch 1 and 8 and level at 32 and 64; 2^20 beat 2^18, 2^24
+// and 2^25.
+constexpr int64_t kParallelWork = int64_t{1} << 22;
 // Inputs smaller than this (rows x k) are quantized before the parallel
 // region: the barrier after a shared quantization costs more than it saves.
 constexpr int64_t kParallelQuantize = int64_t{1} << 15;
 // Rows of codes kept in the L2 cache while every panel of weights passes
 // over them (encoder layers have batch x source length rows).
 constexpr int64_t kRowBlockBytes = 192 * 1024;
-
-template <typename T>
-T* Scratch(std::vector<T>& buffer, size_t count) {
-  if (buffer.size() < count) buffer.resize(count);
-  return buffer.data();
-}
 
 // How many rows the next tile takes out of `left`: whole tiles of six, but
 // two even tiles rather than a full one and a sliver (8 rows: 4 + 4).

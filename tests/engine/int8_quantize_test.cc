@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <thread>
+#include <vector>
+
 #include "kernels/dnnl_matmul.h"
 #include "kernels/int8_rows.h"
 
@@ -121,6 +124,44 @@ TEST_P(DnnlMatmulTest, Float32MatchesLinear) {
 }
 
 INSTANTIATE_TEST_SUITE_P(RowCounts, DnnlMatmulTest, ::testing::Values(1, 3, 8, 64, 65, 300));
+
+// Replicas share one layer and call it at once, each on its own intra-op
+// thread: every call must get its own input's product. (With oneDNN's
+// library-owned scratchpad, concurrent calls overwrote each other's
+// partial sums.)
+TEST(DnnlMatmulConcurrencyTest, ConcurrentCallersEachGetTheirOwnProduct) {
+  if (!kernels::HaveDnnl()) GTEST_SKIP() << "built without oneDNN";
+  constexpr int kCallers = 4, kCallsEach = 20;
+  for (auto [n, k] : {std::pair<int64_t, int64_t>{2048, 512}, {512, 2048}}) {
+    const int64_t m = 64;
+    torch::manual_seed(n + k);
+    auto w = torch::randn({n, k});
+    auto matmul = kernels::DnnlMatmul::Create(kernels::DnnlMatmul::Kind::kFloat32,
+                                              w.data_ptr<float>(), nullptr, n, k);
+    ASSERT_TRUE(matmul.ok()) << matmul.status();
+    std::vector<torch::Tensor> inputs, expected;
+    for (int i = 0; i < kCallers; ++i) {
+      inputs.push_back(torch::randn({m, k}));
+      expected.push_back(torch::empty({m, n}));
+      (*matmul)->Run(inputs[i].data_ptr<float>(), m, expected[i].data_ptr<float>(), 1);
+    }
+    std::vector<int> wrong(kCallers, 0);
+    std::vector<std::thread> callers;
+    for (int i = 0; i < kCallers; ++i) {
+      callers.emplace_back([&, i] {
+        auto out = torch::empty({m, n});
+        for (int call = 0; call < kCallsEach; ++call) {
+          (*matmul)->Run(inputs[i].data_ptr<float>(), m, out.data_ptr<float>(), 1);
+          if (!torch::equal(out, expected[i])) ++wrong[i];
+        }
+      });
+    }
+    for (auto& caller : callers) caller.join();
+    for (int i = 0; i < kCallers; ++i) {
+      EXPECT_EQ(wrong[i], 0) << "caller " << i << " of " << n << "x" << k;
+    }
+  }
+}
 
 TEST(DnnlMatmulCreateTest, RefusesEmptyWeightsAndInt8Bias) {
   if (!kernels::HaveDnnl()) GTEST_SKIP() << "built without oneDNN";
