@@ -4,9 +4,11 @@
 // generated tokens. tokens/s = batch * 30 / wall time of the whole call
 // (encoder included). Prints one row per batch size, median of --runs.
 // With --model, the same measurement on a model directory (any precision)
-// instead of random weights. With --replicas, the batch is split into equal
-// parts decoded at once by that many threads sharing the model, each with
-// threads / replicas intra-op threads (the server's CPU replicas under load).
+// instead of random weights. On the CPU, the batch is split into equal parts
+// decoded at once by --replicas threads sharing the model, each with
+// threads / replicas intra-op threads: what the server's CPU replicas do with
+// a large request (idle replicas split it). By default the server's automatic
+// plan for --threads cores (2: 2 replicas x 1 thread).
 #include <torch/torch.h>
 
 #include <CLI/CLI.hpp>
@@ -26,6 +28,7 @@
 #include "op_profile.h"
 #include "replica_pool.h"
 #include "serving/allocator_tuning.h"
+#include "serving/cpu_threads.h"
 
 namespace {
 
@@ -44,14 +47,15 @@ absl::StatusOr<std::shared_ptr<quantmt::Transformer>> ReferenceModel() {
 
 int main(int argc, char** argv) {
   CLI::App app{"quantmt greedy decoding throughput on the reference shape"};
-  int threads = 2, runs = 5, length = 30, replicas = 1;
+  int threads = 2, runs = 5, length = 30, replicas = 0;
   std::vector<int> batches = {1, 8, 32, 64};
   std::string device_name = "cpu", compute_type = "float32", model_dir, json_path;
   app.add_option("--threads", threads, "CPU intra-op threads")->capture_default_str();
   app.add_option("--replicas", replicas,
                  "CPU: decoding threads sharing the model, each taking an equal part of every "
-                 "batch on threads / replicas intra-op threads")
-      ->check(CLI::PositiveNumber)
+                 "batch on threads / replicas intra-op threads (0: the server's automatic plan "
+                 "for --threads cores)")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app.add_option("--runs", runs, "Timed runs per batch size (median reported)")
       ->capture_default_str();
@@ -140,6 +144,10 @@ int main(int argc, char** argv) {
     }
     graph_decoder = std::move(*created_decoder);
   }
+  if (replicas == 0) {
+    replicas =
+        device.is_cuda() || graph_decoder ? 1 : quantmt::PlanCpuThreads(threads, 0, 0).replicas;
+  }
   if (replicas > 1 && (device.is_cuda() || graph_decoder || threads % replicas != 0)) {
     std::fprintf(stderr,
                  "error: --replicas needs the CPU eager decoder and --threads a multiple of it\n");
@@ -185,11 +193,12 @@ int main(int argc, char** argv) {
       : int8    ? std::map<int, double>{{1, 340}, {8, 1193}, {32, 4253}, {64, 5189}}
                 : std::map<int, double>{{1, 233}, {8, 875}, {32, 1677}, {64, 2526}};
   const std::string shape = model_dir.empty() ? "reference shape" : model_dir;
+  const int per_replica = threads / replicas;
   const std::string thread_text =
-      replicas > 1 ? std::to_string(replicas) + " replicas x " + std::to_string(threads / replicas)
-                   : std::to_string(threads);
-  std::printf("quantmt greedy decoding, %s, %s %s, %s decoder%s, %s threads, LibTorch %s\n",
-              shape.c_str(), device_name.c_str(), compute_type.c_str(), decoder_name.c_str(),
+      std::to_string(replicas) + (replicas > 1 ? " replicas x " : " replica x ") +
+      std::to_string(per_replica) + (per_replica > 1 ? " threads" : " thread");
+  std::printf("quantmt greedy decoding, %s, %s %s, %s decoder%s, %s, LibTorch %s\n", shape.c_str(),
+              device_name.c_str(), compute_type.c_str(), decoder_name.c_str(),
               decoder_name == "graphs" && !graph_encoder ? " (encoder op by op)" : "",
               thread_text.c_str(), TORCH_VERSION);
   if (cuda_half) std::printf("ratio column: vs Hugging Face generate() FP16 on an H100\n");

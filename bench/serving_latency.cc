@@ -1,8 +1,9 @@
-// Serving behaviour under a mixed stream: short and long sentences arrive at
-// a fixed rate (or as a Poisson process), one sentence per request, through
-// the Engine. Prints, for continuous batching on and off (static batching),
-// the latency of the short requests (p50, p99), of the long ones (p50), and
-// the total throughput in generated tokens per second.
+// Serving behaviour under a mixed stream: short and long requests arrive at
+// a fixed rate (or as a Poisson process), one sentence each unless
+// --sentences says more, through the Engine. Prints, for continuous batching
+// on and off (static batching), the latency of the short requests (p50,
+// p99), of the long ones (p50), and the total throughput in generated tokens
+// per second.
 //
 // Model: the reference shape with random weights (6 encoder + 3 decoder
 // layers, d_model 512, FFN 2048, vocabulary 8000), or --model_dir. Output
@@ -15,10 +16,12 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <map>
 #include <mutex>
 #include <random>
 #include <thread>
 
+#include "model/int8_convert.h"
 #include "model/model_io.h"
 #include "serving/engine_impl.h"
 #include "serving/loaded_model.h"
@@ -27,6 +30,7 @@ namespace {
 
 struct Workload {
   int requests = 120;
+  int sentences = 1;  // per request
   double rate = 6.0;  // requests per second
   bool poisson = false;
   double long_fraction = 0.2;
@@ -67,7 +71,7 @@ struct RunResult {
   std::vector<double> short_ms, long_ms;
   double seconds = 0;
   int64_t generated = 0;
-  int failed = 0;
+  std::map<std::string, int> failures;  // by message
 };
 
 RunResult Run(quantmt::Engine& engine, const std::vector<Arrival>& arrivals, const Workload& w) {
@@ -80,7 +84,7 @@ RunResult Run(quantmt::Engine& engine, const std::vector<Arrival>& arrivals, con
   for (const Arrival& arrival : arrivals) {
     std::this_thread::sleep_until(start + std::chrono::duration<double>(arrival.at_seconds));
     quantmt::TranslationRequest request;
-    request.source_ids = {arrival.source};
+    request.source_ids.assign(w.sentences, arrival.source);
     request.options.beam_size = 1;
     const int target = arrival.is_long ? w.long_target : w.short_target;
     request.options.min_decoding_length = request.options.max_decoding_length = target;
@@ -93,11 +97,9 @@ RunResult Run(quantmt::Engine& engine, const std::vector<Arrival>& arrivals, con
           std::lock_guard<std::mutex> lock(mu);
           if (outcome.results.ok()) {
             (is_long ? result.long_ms : result.short_ms).push_back(ms);
-            result.generated += target;
+            result.generated += int64_t{target} * w.sentences;
           } else {
-            ++result.failed;
-            std::fprintf(stderr, "request failed: %s\n",
-                         std::string(outcome.results.status().message()).c_str());
+            ++result.failures[std::string(outcome.results.status().message())];
           }
           ++finished;
           cv.notify_all();
@@ -117,7 +119,11 @@ int main(int argc, char** argv) {
   int threads = 2, replicas = 1, max_batch = 64;
   double max_wait_ms = 5;
   std::string model_dir;
-  app.add_option("--requests", w.requests, "Requests (one sentence each)")->capture_default_str();
+  bool int8 = false;
+  app.add_option("--requests", w.requests, "Requests")->capture_default_str();
+  app.add_option("--sentences", w.sentences, "Sentences per request")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
   app.add_option("--rate", w.rate, "Arrivals per second")->capture_default_str();
   app.add_flag("--poisson", w.poisson, "Poisson arrivals instead of a fixed rate");
   app.add_option("--long_fraction", w.long_fraction, "Share of long sentences")
@@ -131,9 +137,14 @@ int main(int argc, char** argv) {
   app.add_option("--max_batch_sentences", max_batch)->capture_default_str();
   app.add_option("--max_wait_ms", max_wait_ms)->capture_default_str();
   app.add_option("--model_dir", model_dir, "A model directory instead of random weights");
+  app.add_flag("--int8", int8, "Random weights quantized to dynamic INT8 (as the decode bench)");
   std::vector<std::string> modes = {"continuous", "static"};
   app.add_option("--modes", modes, "Batching modes to run, in order")->delimiter(',');
   CLI11_PARSE(app, argc, argv);
+  if (int8 && !model_dir.empty()) {
+    std::fprintf(stderr, "error: --int8 quantizes random weights; a model directory has its own\n");
+    return 1;
+  }
 
   quantmt::ModelConfig config;
   if (!model_dir.empty()) {
@@ -156,15 +167,22 @@ int main(int argc, char** argv) {
     if (!model_dir.empty()) return quantmt::LoadModelDirectory(model_dir, spec.executor);
     torch::manual_seed(1234);
     ASSIGN_OR_RETURN(auto model, quantmt::Transformer::Create(config));
+    if (int8) {
+      quantmt::QuantizationConfig quantization;
+      quantization.scheme = "int8_dynamic";
+      quantization.params_json = R"({"quantize_embeddings": true})";
+      ASSIGN_OR_RETURN(model, quantmt::QuantizeTransformer(*model, quantization));
+    }
     return quantmt::PlaceModel(model, spec.executor, "random reference shape");
   };
 
   std::printf(
-      "quantmt serving latency: %d requests at %.1f/s (%s), %.0f%% long; short %d->%d "
-      "tokens, long %d->%d; %d replica(s) x %d threads, LibTorch %s\n",
-      w.requests, w.rate, w.poisson ? "Poisson" : "fixed rate", w.long_fraction * 100,
-      w.short_source, w.short_target, w.long_source, w.long_target, replicas, threads,
-      TORCH_VERSION);
+      "quantmt serving latency: %d requests of %d sentence(s) at %.1f/s (%s), %.0f%% long; "
+      "short %d->%d tokens, long %d->%d; %s; %d replica(s) x %d threads, LibTorch %s\n",
+      w.requests, w.sentences, w.rate, w.poisson ? "Poisson" : "fixed rate", w.long_fraction * 100,
+      w.short_source, w.short_target, w.long_source, w.long_target,
+      model_dir.empty() ? (int8 ? "random INT8" : "random FP32") : model_dir.c_str(), replicas,
+      threads, TORCH_VERSION);
   std::printf("%-11s %14s %14s %14s %12s %8s\n", "batching", "short p50 ms", "short p99 ms",
               "long p50 ms", "tokens/s", "failed");
   for (const std::string& mode : modes) {
@@ -189,9 +207,14 @@ int main(int argc, char** argv) {
     warm.requests = 2;
     Run(*engine, MakeArrivals(warm, vocab, config.eos_id), warm);
     const RunResult r = Run(*engine, arrivals, w);
+    int failed = 0;
+    for (const auto& [message, count] : r.failures) failed += count;
     std::printf("%-11s %14.0f %14.0f %14.0f %12.0f %8d\n", continuous ? "continuous" : "static",
                 Percentile(r.short_ms, 0.5), Percentile(r.short_ms, 0.99),
-                Percentile(r.long_ms, 0.5), r.generated / r.seconds, r.failed);
+                Percentile(r.long_ms, 0.5), r.generated / r.seconds, failed);
+    for (const auto& [message, count] : r.failures) {
+      std::printf("  %d failed: %s\n", count, message.c_str());
+    }
   }
   return 0;
 }

@@ -20,7 +20,8 @@ ThreadPlan PlanCpuThreads(int hardware_threads, int replicas, int threads_per_re
     plan.threads_per_replica = threads_per_replica;
     plan.replicas = std::max(1, hardware / threads_per_replica);
   } else {
-    plan.threads_per_replica = std::min(hardware, kMaxAutomaticThreads);
+    // At least two replicas where there are two cores: see cpu_threads.h.
+    plan.threads_per_replica = std::clamp(hardware / 2, 1, kMaxAutomaticThreads);
     plan.replicas = std::max(1, hardware / plan.threads_per_replica);
   }
   return plan;

@@ -9,9 +9,13 @@
 // own value first thing, so models with different settings do not mix.)
 //
 // Defaults: decoder steps are many small ops (a 0.6-2 us LibTorch op floor,
-// small matrices), which stop scaling after a few threads, so the automatic
-// plan gives each replica at most 4 threads and adds replicas for the rest:
-// 2 hardware threads -> 1 replica x 2 threads; 64 -> 16 x 4.
+// small matrices), which stop scaling after a few threads, and every
+// parallel region wakes sleeping workers (20-25 us each on a 2-vCPU virtual
+// machine, about 40 regions a step). So the automatic plan gives each
+// replica half the cores, at most 4 threads, and adds replicas for the rest:
+// 2 hardware threads -> 2 replicas x 1 thread; 8 -> 2 x 4; 64 -> 16 x 4.
+// Idle replicas split a large request between them (request_queue.h), so a
+// single request still uses every replica.
 #pragma once
 
 namespace quantmt {

@@ -71,20 +71,42 @@ void RequestQueue::DropDead(absl::Time now, TakeResult* result) {
   }
 }
 
+int64_t RequestQueue::QueuedRows() const {
+  int64_t rows = 0;
+  for (const SentenceTask& task : queue_) rows += task.rows;
+  return rows;
+}
+
 TakeResult RequestQueue::Take(const BatchShape& running, bool block) {
   TakeResult result;
   std::unique_lock<std::mutex> lock(mu_);
+  if (!block && idle_takers_ > 0) return result;  // the idle replicas take it
+  int64_t max_rows = budget_.max_rows;
   if (block) {
+    ++idle_takers_;
     arrived_.wait(lock, [&] { return !queue_.empty() || closed_; });
     if (!queue_.empty() && options_.max_batch_wait > absl::ZeroDuration()) {
       // Give a batch the chance to fill, counted from the oldest arrival.
       const absl::Time until = queue_.front().enqueued + options_.max_batch_wait;
-      arrived_.wait_until(lock, absl::ToChronoTime(until), [&] { return closed_ || FillsBatch(); });
+      arrived_.wait_until(lock, absl::ToChronoTime(until),
+                          [&] { return closed_ || released_takers_ > 0 || FillsBatch(); });
     }
+    if (released_takers_ > 0) --released_takers_;
+    --idle_takers_;
+    DropDead(absl::Now(), &result);
+    if (idle_takers_ > 0) {
+      // This replica's share; the others are released to take the rest.
+      const int sharing = idle_takers_ + 1;
+      max_rows = std::max<int64_t>(1, (QueuedRows() + sharing - 1) / sharing);
+      released_takers_ = idle_takers_;
+      arrived_.notify_all();
+    }
+  } else {
+    DropDead(absl::Now(), &result);
   }
-  DropDead(absl::Now(), &result);
   BatchShape shape = running;
-  while (!queue_.empty()) {
+  int64_t admitted_rows = 0;
+  while (!queue_.empty() && admitted_rows < max_rows) {
     const SentenceTask& task = queue_.front();
     BatchShape grown = shape;
     grown.rows += task.rows;
@@ -94,6 +116,7 @@ TakeResult RequestQueue::Take(const BatchShape& running, bool block) {
     const bool alone = shape.rows == 0;
     if (!alone && !budget_.Fits(grown)) break;
     shape = grown;
+    admitted_rows += task.rows;
     result.admitted.push_back(std::move(queue_.front()));
     queue_.pop_front();
     if (alone && !budget_.Fits(grown)) break;
@@ -121,6 +144,11 @@ std::vector<SentenceTask> RequestQueue::RemoveAll() {
 int RequestQueue::queued_sentences() const {
   std::lock_guard<std::mutex> lock(mu_);
   return static_cast<int>(queue_.size());
+}
+
+int RequestQueue::idle_takers() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return idle_takers_;
 }
 
 }  // namespace quantmt

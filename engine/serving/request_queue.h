@@ -66,6 +66,11 @@ class RequestQueue {
   // fit the budget (an idle batch always takes at least one task). With
   // `block` (the caller's batch is empty) waits for a task first, then up to
   // max_batch_wait after the oldest one arrived for a batch to fill.
+  //
+  // Idle replicas come first: while one waits here, a replica with a
+  // running batch takes nothing, and the waiting ones split what is queued
+  // evenly by rows, so that one large request keeps every replica busy
+  // instead of one.
   TakeResult Take(const BatchShape& running, bool block);
 
   // No more submissions; Take hands out what is left, then reports closed.
@@ -73,10 +78,13 @@ class RequestQueue {
   // Removes and returns every queued task (hard stop).
   std::vector<SentenceTask> RemoveAll();
   int queued_sentences() const;
+  // Replicas blocked in Take with an empty batch.
+  int idle_takers() const;
 
  private:
   bool FillsBatch() const;                            // REQUIRES: mu_ held
   void DropDead(absl::Time now, TakeResult* result);  // REQUIRES: mu_ held
+  int64_t QueuedRows() const;                         // REQUIRES: mu_ held
 
   const SchedulerOptions options_;
   const BatchBudget budget_;
@@ -84,6 +92,10 @@ class RequestQueue {
   std::condition_variable arrived_;
   std::deque<SentenceTask> queue_;
   bool closed_ = false;
+  int idle_takers_ = 0;  // replicas blocked in Take with an empty batch
+  // Idle takers released to take their share of a split without waiting
+  // for max_batch_wait again.
+  int released_takers_ = 0;
 };
 
 }  // namespace quantmt

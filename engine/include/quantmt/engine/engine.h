@@ -75,10 +75,10 @@ struct ModelSpec {
   // threads of EACH replica (0: hardware threads / replicas).
   TranslatorOptions executor;
   // Workers decoding in parallel, each with its own running batch, sharing
-  // one copy of the weights. 0: automatic; on CPU one replica per 4
-  // hardware threads, at least one (2 cores: 1 replica x 2 threads; 64
-  // cores: 16 x 4), because decoder steps are too small to use many threads
-  // well; on CUDA 1.
+  // one copy of the weights; idle replicas split large requests. 0:
+  // automatic; on CPU replicas of half the cores, at most 4 threads each
+  // (2 cores: 2 replicas x 1 thread; 64 cores: 16 x 4), because decoder
+  // steps are too small to use many threads well; on CUDA 1.
   int replicas = 0;
   SchedulerOptions scheduler;
 };
