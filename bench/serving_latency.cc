@@ -116,10 +116,11 @@ RunResult Run(quantmt::Engine& engine, const std::vector<Arrival>& arrivals, con
 int main(int argc, char** argv) {
   CLI::App app{"quantmt serving latency: continuous vs static batching on a mixed stream"};
   Workload w;
-  int threads = 2, replicas = 1, max_batch = 64;
+  int threads = 2, replicas = 1, max_batch = 64, warmup_runs = 0;
   double max_wait_ms = 5;
   std::string model_dir;
-  bool int8 = false;
+  bool int8 = false, cuda_graphs = true;
+  std::string device = "cpu", compute_type = "auto";
   app.add_option("--requests", w.requests, "Requests")->capture_default_str();
   app.add_option("--sentences", w.sentences, "Sentences per request")
       ->capture_default_str()
@@ -136,8 +137,20 @@ int main(int argc, char** argv) {
   app.add_option("--replicas", replicas)->capture_default_str();
   app.add_option("--max_batch_sentences", max_batch)->capture_default_str();
   app.add_option("--max_wait_ms", max_wait_ms)->capture_default_str();
+  app.add_option("--warmup_runs", warmup_runs,
+                 "Whole workloads run before the measured one (a warm server: CUDA graphs of "
+                 "every shape captured)")
+      ->capture_default_str();
   app.add_option("--model_dir", model_dir, "A model directory instead of random weights");
   app.add_flag("--int8", int8, "Random weights quantized to dynamic INT8 (as the decode bench)");
+  app.add_option("--device", device, "cpu or cuda")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  app.add_option("--compute_type", compute_type, "auto, float32, float16 or bfloat16")
+      ->capture_default_str();
+  app.add_option("--cuda_graphs", cuda_graphs,
+                 "CUDA float models: greedy steps on CUDA graphs (false: op by op)")
+      ->capture_default_str();
   std::vector<std::string> modes = {"continuous", "static"};
   app.add_option("--modes", modes, "Batching modes to run, in order")->delimiter(',');
   CLI11_PARSE(app, argc, argv);
@@ -178,11 +191,13 @@ int main(int argc, char** argv) {
 
   std::printf(
       "quantmt serving latency: %d requests of %d sentence(s) at %.1f/s (%s), %.0f%% long; "
-      "short %d->%d tokens, long %d->%d; %s; %d replica(s) x %d threads, LibTorch %s\n",
+      "short %d->%d tokens, long %d->%d; %s; %s %s%s; %d replica(s) x %d threads, LibTorch %s\n",
       w.requests, w.sentences, w.rate, w.poisson ? "Poisson" : "fixed rate", w.long_fraction * 100,
       w.short_source, w.short_target, w.long_source, w.long_target,
-      model_dir.empty() ? (int8 ? "random INT8" : "random FP32") : model_dir.c_str(), replicas,
-      threads, TORCH_VERSION);
+      model_dir.empty() ? (int8 ? "random INT8" : "random weights") : model_dir.c_str(),
+      device.c_str(), compute_type.c_str(),
+      device == "cuda" ? (cuda_graphs ? ", CUDA graphs" : ", op by op") : "", replicas, threads,
+      TORCH_VERSION);
   std::printf("%-11s %14s %14s %14s %12s %8s\n", "batching", "short p50 ms", "short p99 ms",
               "long p50 ms", "tokens/s", "failed");
   for (const std::string& mode : modes) {
@@ -193,6 +208,10 @@ int main(int argc, char** argv) {
     spec.model_dir = model_dir;
     spec.replicas = replicas;
     spec.executor.num_threads = threads;
+    spec.executor.device =
+        device == "cuda" ? quantmt::DeviceKind::kCuda : quantmt::DeviceKind::kCpu;
+    spec.executor.compute_type = compute_type;
+    spec.executor.cuda_graphs = cuda_graphs;
     spec.scheduler.continuous_batching = continuous;
     spec.scheduler.max_batch_sentences = max_batch;
     spec.scheduler.max_batch_wait = absl::Milliseconds(max_wait_ms);
@@ -206,6 +225,7 @@ int main(int argc, char** argv) {
     Workload warm = w;
     warm.requests = 2;
     Run(*engine, MakeArrivals(warm, vocab, config.eos_id), warm);
+    for (int i = 0; i < warmup_runs; ++i) Run(*engine, arrivals, w);
     const RunResult r = Run(*engine, arrivals, w);
     int failed = 0;
     for (const auto& [message, count] : r.failures) failed += count;

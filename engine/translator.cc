@@ -19,7 +19,7 @@ class TranslatorImpl : public Translator {
   explicit TranslatorImpl(std::shared_ptr<LoadedModel> model) : model_(std::move(model)) {
     // Greedy search on a GPU runs on CUDA graphs where the model allows
     // (float weights); otherwise, and for beam search, the eager path serves.
-    if (model_->device.is_cuda()) {
+    if (model_->device.is_cuda() && model_->cuda_graphs) {
       auto graphs = CudaGraphDecoder::Create(*model_->transformer);
       if (graphs.ok()) graph_decoder_ = std::move(*graphs);
     }

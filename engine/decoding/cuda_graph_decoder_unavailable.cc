@@ -1,13 +1,26 @@
-// The CUDA graph decoder in a build whose LibTorch has no CUDA.
+// The CUDA graph decoders in a build whose LibTorch has no CUDA.
+#include "decoding/cuda_batch_decoder.h"
 #include "decoding/cuda_graph_decoder.h"
 
 namespace quantmt {
+namespace {
 
-absl::StatusOr<std::unique_ptr<CudaGraphDecoder>> CudaGraphDecoder::Create(
-    Transformer& /*model*/, const CudaGraphDecoderOptions& /*options*/) {
+absl::Status NotInThisBuild() {
   return absl::UnimplementedError(
       "CUDA graph decoding is not in this build: its LibTorch has no CUDA (build against a CUDA "
       "LibTorch to get it)");
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CudaGraphDecoder>> CudaGraphDecoder::Create(
+    Transformer& /*model*/, const CudaGraphDecoderOptions& /*options*/) {
+  return NotInThisBuild();
+}
+
+absl::StatusOr<std::unique_ptr<BatchDecoder>> CreateCudaBatchDecoder(
+    Transformer& /*model*/, const CudaBatchDecoderOptions& /*options*/) {
+  return NotInThisBuild();
 }
 
 }  // namespace quantmt

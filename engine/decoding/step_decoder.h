@@ -18,54 +18,31 @@
 #include <functional>
 #include <vector>
 
+#include "decoding/batch_decoder.h"
 #include "decoding/search.h"
 #include "model/transformer.h"
 
 namespace quantmt {
 
-// One sentence to decode.
-struct DecodeInput {
-  int64_t id = 0;               // the caller's handle, reported back
-  std::vector<int64_t> source;  // token ids ending with EOS; REQUIRES: not empty
-  SearchOptions options;
-};
-
-struct DecodeOutput {
-  int64_t id = 0;
-  std::vector<SearchHypothesis> hypotheses;  // n-best, best first
-};
-
-class StepDecoder {
+class StepDecoder : public BatchDecoder {
  public:
   StepDecoder(Transformer& model, const torch::Device& device);
 
-  // Encodes `inputs` in one encoder pass and adds them to the running batch;
-  // they take their first step at the next Step(). Sorting them by length
-  // first cuts padding.
-  void Add(const std::vector<DecodeInput>& inputs);
+  // BatchDecoder. Add encodes its inputs in one encoder pass: sorting them by
+  // length first cuts padding.
+  void Add(const std::vector<DecodeInput>& inputs) override;
+  std::vector<DecodeOutput> Step() override;
+  std::vector<int64_t> RemoveIf(const std::function<bool(int64_t id)>& drop) override;
+  void ForEachBestPrefix(const std::function<void(int64_t id, const std::vector<int64_t>& tokens)>&
+                             visit) const override;
+  bool empty() const override { return groups_.empty(); }
+  int64_t rows() const override { return state_.batch_size(); }
+  int64_t padded_source_length() const override;
+  int64_t context_tokens() const override;
+  int64_t max_target_length() const override { return state_.capacity_limit; }
+  int64_t cache_bytes() const override { return state_.cache_bytes(); }
 
-  // One decoding step for every row. Returns the sentences that finished in
-  // it; they have left the batch.
-  std::vector<DecodeOutput> Step();
-
-  // Removes the sentences whose id `drop` selects (e.g. cancelled); returns
-  // their ids.
-  std::vector<int64_t> RemoveIf(const std::function<bool(int64_t id)>& drop);
-
-  // The best live prefix of every sentence in the batch (for streaming).
-  void ForEachBestPrefix(
-      const std::function<void(int64_t id, const std::vector<int64_t>& tokens)>& visit) const;
-
-  bool empty() const { return groups_.empty(); }
   int64_t sentences() const { return static_cast<int64_t>(groups_.size()); }
-  int64_t rows() const { return state_.batch_size(); }
-  // Source positions per row in cross-attention, padding included.
-  int64_t padded_source_length() const;
-  // Source plus generated tokens over all rows, padding excluded.
-  int64_t context_tokens() const;
-  // Largest number of tokens any sentence in the batch may still be fed.
-  int64_t max_target_length() const { return state_.capacity_limit; }
-  int64_t cache_bytes() const { return state_.cache_bytes(); }
 
   // Upper bound on the key/value cache bytes of a batch of `rows` rows with
   // sources padded to `source_length` and at most `target_length` tokens

@@ -83,6 +83,7 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> PlaceModel(std::shared_ptr<Transfor
   info.max_source_positions = config.max_source_positions;
   loaded->transformer = std::move(transformer);
   loaded->device = device;
+  loaded->cuda_graphs = options.cuda_graphs;
   return loaded;
 }
 

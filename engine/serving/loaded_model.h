@@ -26,6 +26,7 @@ struct LoadedModel {
   torch::Device device{torch::kCPU};
   ModelInfo info;
   int64_t weights_bytes = 0;  // parameters and buffers in memory
+  bool cuda_graphs = true;    // TranslatorOptions::cuda_graphs
 };
 
 // Loads config.json, the weights and the tokenizers of `model_dir` and puts

@@ -4,7 +4,7 @@
 #include <unordered_map>
 
 #include "absl/strings/str_cat.h"
-#include "decoding/step_decoder.h"
+#include "decoding/batch_decoder.h"
 #include "serving/cpu_threads.h"
 #include "serving/loaded_model.h"
 
@@ -38,12 +38,13 @@ TokenEvent MakeEvent(int index, const std::vector<int64_t>& tokens, bool finishe
 
 Replica::Replica(std::string model_name, std::shared_ptr<const LoadedModel> model,
                  RequestQueue* queue, bool continuous_batching, int intra_op_threads,
-                 EngineObserver* observer)
+                 const BatchBudget& budget, EngineObserver* observer)
     : model_name_(std::move(model_name)),
       model_(std::move(model)),
       queue_(queue),
       continuous_batching_(continuous_batching),
       intra_op_threads_(intra_op_threads),
+      budget_(budget),
       observer_(observer),
       thread_([this] { Run(); }) {}
 
@@ -57,7 +58,8 @@ void Replica::Run() {
   if (model_->device.is_cpu()) SetIntraOpThreadsOfThisThread(intra_op_threads_);
   Transformer& transformer = *model_->transformer;
   const Tokenizer* tokenizer = model_->target_tokenizer.get();
-  auto decoder = std::make_unique<StepDecoder>(transformer, model_->device);
+  auto decoder = MakeBatchDecoder(transformer, model_->device, model_->cuda_graphs,
+                                  budget_.max_rows, budget_.max_cache_bytes);
   std::unordered_map<int64_t, SentenceTask> running;  // by decoder id
   int64_t next_id = 0;
 
@@ -73,7 +75,8 @@ void Replica::Run() {
   auto fail_running = [&](const absl::Status& status) {
     for (auto& entry : running) entry.second.request->Fail(status);
     running.clear();
-    decoder = std::make_unique<StepDecoder>(transformer, model_->device);
+    decoder = MakeBatchDecoder(transformer, model_->device, model_->cuda_graphs, budget_.max_rows,
+                               budget_.max_cache_bytes);
     publish();
   };
 

@@ -1,5 +1,6 @@
-// One replica: a thread that owns a running batch (StepDecoder) over a
-// model shared with the other replicas, feeds it from the model's queue and
+// One replica: a thread that owns a running batch (a BatchDecoder: CUDA
+// graphs for greedy search on a GPU float model, StepDecoder otherwise) over
+// a model shared with the other replicas, feeds it from the model's queue and
 // delivers results. The executor of the engine; device-agnostic (tensors
 // live on the model's device).
 //
@@ -23,9 +24,11 @@ struct LoadedModel;
 
 class Replica {
  public:
-  // Starts the thread. `intra_op_threads` applies on CPU only.
+  // Starts the thread. `intra_op_threads` applies on CPU only; `budget`
+  // sizes the decoder's preallocated cache on CUDA.
   Replica(std::string model_name, std::shared_ptr<const LoadedModel> model, RequestQueue* queue,
-          bool continuous_batching, int intra_op_threads, EngineObserver* observer);
+          bool continuous_batching, int intra_op_threads, const BatchBudget& budget,
+          EngineObserver* observer);
   // REQUIRES: Join() was called.
   ~Replica();
 
@@ -48,6 +51,7 @@ class Replica {
   RequestQueue* const queue_;
   const bool continuous_batching_;
   const int intra_op_threads_;
+  const BatchBudget budget_;
   EngineObserver* const observer_;
   std::atomic<bool> abort_{false};
   std::atomic<bool> exited_{false};

@@ -103,6 +103,27 @@ TEST(CudaGraphDecoderTest, MatchesEagerGreedyOnTinyModels) {
   }
 }
 
+TEST(CudaGraphDecoderTest, EvictedBucketsAreCapturedAgain) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  torch::NoGradGuard no_grad;
+  auto model = testing::TinyModel(testing::TinyConfig(), 13);
+  model->to(torch::kCUDA);
+  CudaGraphDecoderOptions decoder_options;
+  decoder_options.max_buckets = 1;  // every new shape drops the last one's graphs
+  auto decoder = CudaGraphDecoder::Create(*model, decoder_options);
+  ASSERT_TRUE(decoder.ok()) << decoder.status();
+  SearchOptions options;
+  options.max_length = 10;
+  const auto few = RandomSources(2, model->config(), 1);
+  const auto many = RandomSources(9, model->config(), 2);
+  for (const auto* sources : {&few, &many, &few}) {
+    auto results = (*decoder)->GreedySearch(*sources, options);
+    ASSERT_TRUE(results.ok()) << results.status();
+    ExpectSameResults(GreedySearch(*model, *sources, options, torch::kCUDA), *results, 1e-4,
+                      std::to_string(sources->size()) + " sentences");
+  }
+}
+
 TEST(CudaGraphDecoderTest, RejectsBadInputs) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   auto model = testing::TinyModel(testing::TinyConfig());

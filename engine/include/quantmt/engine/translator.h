@@ -28,6 +28,9 @@ struct TranslatorOptions {
   // "auto" (float32 on CPU, float16 on CUDA), "float32", "float16", "bfloat16".
   // REQUIRES: float32 on CPU.
   std::string compute_type = "auto";
+  // CUDA float models: greedy decoding steps replay CUDA graphs (false: the
+  // same search op by op, for comparison).
+  bool cuda_graphs = true;
 };
 
 struct TranslationOptions {

@@ -1,0 +1,58 @@
+// Greedy decoding with continuous batching on a CUDA GPU, at the GPU's limits:
+// static buffers, a preallocated key/value cache, and one CUDA graph per
+// shape bucket for a decoding step (the serving engine's GPU path; the
+// offline counterpart for whole batches is cuda_graph_decoder.h).
+//
+// Every sentence owns one row of the static buffers (token, position,
+// min_length, its self-attention cache [H, slots, D] and cross-attention
+// keys/values [H, S, D] per layer). Live rows are kept packed at the front:
+// a sentence joining takes the next free row (its encoder pass runs op by
+// op, once); one leaving is filled by the last live row. A step runs the
+// graph for (rows, sources, slots) rounded up to buckets (rows to powers of
+// two, positions to 16 x powers of two), over views of the front of the
+// buffers; rows past the live ones are idle (position 0, not advancing).
+// The buffers are sized at the first sentence for the model's longest
+// sources and targets and the scheduler's batch (within the cache bound);
+// should a batch need more, they are reallocated (live state copied) and the
+// graphs captured again. A graph is captured the first time its shape is
+// needed (a few ms), then replayed.
+//
+// Results equal GreedySearch (search.h) on the same model up to floating-point
+// rounding, whatever joins or leaves the batch meanwhile.
+//
+// Float checkpoints only (as CudaGraphDecoder); Create says why otherwise. In
+// a build without CUDA, Create returns Unimplemented.
+//
+// Thread-compatible. REQUIRES: the model stays on its device and dtype, with
+// the same weights, while the decoder lives.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "decoding/batch_decoder.h"
+#include "model/transformer.h"
+#include "quantmt/engine/status.h"
+
+namespace quantmt {
+
+struct CudaBatchDecoderOptions {
+  // false: the same static-shape steps, launched op by op (for comparison).
+  bool capture_graphs = true;
+  // Captured graphs kept at once; beyond, all are dropped and captured anew.
+  int64_t max_graphs = 256;
+  // Rows the buffers are first sized for (the scheduler's batch); they
+  // double when a batch outgrows them.
+  int64_t max_rows = 64;
+  // Bound on the preallocated cache: the buffers hold the model's longest
+  // sources and targets for as many rows as it allows (at least the batch's),
+  // or else only the batch's lengths. 0: no bound.
+  int64_t max_cache_bytes = 0;
+};
+
+// Sentences with beam_size > 1 are refused by Add (InvalidArgument thrown as
+// std::invalid_argument): route them elsewhere (MakeBatchDecoder does).
+absl::StatusOr<std::unique_ptr<BatchDecoder>> CreateCudaBatchDecoder(
+    Transformer& model, const CudaBatchDecoderOptions& options = {});
+
+}  // namespace quantmt
