@@ -69,13 +69,7 @@ void ExpectSameResults(const SearchResults& expected, const SearchResults& actua
 TEST(CudaGraphDecoderTest, MatchesEagerGreedyOnTinyModels) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   torch::NoGradGuard no_grad;
-  ModelConfig post_norm =
-      testing::TinyConfig(NormPosition::kPost, Activation::kGelu, PositionEncoding::kLearned);
-  post_norm.shared_embeddings = false;
-  post_norm.tie_output_projection = false;
-  post_norm.target_vocab_size = 61;
-  const std::vector<ModelConfig> configs = {
-      testing::TinyConfig(), post_norm, testing::TinyConfig(NormPosition::kPre, Activation::kSilu)};
+  const std::vector<ModelConfig> configs = testing::VariedTinyConfigs();
   for (size_t c = 0; c < configs.size(); ++c) {
     auto model = testing::TinyModel(configs[c], 11 + c);
     model->to(torch::kCUDA);

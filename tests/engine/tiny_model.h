@@ -3,6 +3,8 @@
 
 #include <torch/torch.h>
 
+#include <vector>
+
 #include "model/transformer.h"
 
 namespace quantmt::testing {
@@ -22,6 +24,18 @@ inline ModelConfig TinyConfig(NormPosition norm = NormPosition::kPre,
   config.source_vocab_size = config.target_vocab_size = 50;
   config.max_source_positions = config.max_target_positions = 64;
   return config;
+}
+
+// Tiny configurations that cover what decoders must handle: pre-norm with
+// ReLU and sinusoidal positions; post-norm with GELU, learned positions and
+// separate target vocabulary and output projection; pre-norm with SiLU.
+inline std::vector<ModelConfig> VariedTinyConfigs() {
+  ModelConfig post_norm =
+      TinyConfig(NormPosition::kPost, Activation::kGelu, PositionEncoding::kLearned);
+  post_norm.shared_embeddings = false;
+  post_norm.tie_output_projection = false;
+  post_norm.target_vocab_size = 61;
+  return {TinyConfig(), post_norm, TinyConfig(NormPosition::kPre, Activation::kSilu)};
 }
 
 inline std::shared_ptr<Transformer> TinyModel(const ModelConfig& config, uint64_t seed = 7) {
