@@ -108,6 +108,30 @@ TEST_P(AttentionKernelTest, OneQueryOverANarrowedCacheIgnoresUnusedSlots) {
   EXPECT_TRUE(torch::allclose(actual, expected, 1e-5, 1e-5));
 }
 
+TEST_P(AttentionKernelTest, HeadSize64IgnoresMaskedSlotsAmongManyKeys) {
+  // The head-size-64 kernel over 41 keys and 3 queries, with masks of every
+  // kind (most keys, a run of 16, one key, all but the last for one query);
+  // masked slots hold NaN.
+  torch::manual_seed(4);
+  const int64_t batch = 5, heads = 2, queries = 3, used = 41, head_dim = 64;
+  auto k = torch::randn({batch, heads, used, head_dim});
+  auto v = torch::randn({batch, heads, used, head_dim});
+  auto q = torch::randn({batch, heads, queries, head_dim});
+  auto mask = torch::zeros({batch, 1, queries, used});
+  mask[0].narrow(2, 3, used - 3).fill_(kNegInf);  // all but 3 keys
+  mask[1].narrow(2, 16, 16).fill_(kNegInf);       // the second block
+  mask[2].narrow(2, 20, 1).fill_(kNegInf);        // one key inside a block
+  mask[3][0][1].narrow(0, 0, 40).fill_(kNegInf);  // one query: the last key only
+  auto expected = Reference(q, k, v, mask);
+  auto masked = mask.eq(kNegInf).all(2, /*keepdim=*/true).transpose(2, 3);  // [B, 1, T, 1]
+  k.masked_fill_(masked.expand_as(k), std::nanf(""));
+  v.masked_fill_(masked.expand_as(v), std::nanf(""));
+  auto actual = RunKernel(q, k, v, mask, GetParam());
+  EXPECT_FALSE(actual.isnan().any().item<bool>());
+  EXPECT_TRUE(torch::allclose(actual, expected, 1e-5, 1e-5))
+      << (actual - expected).abs().max().item<float>();
+}
+
 TEST_P(AttentionKernelTest, QueryWithEveryKeyMaskedGetsZeros) {
   const int64_t batch = 2, heads = 2, length = 3, head_dim = 4;
   auto q = torch::randn({batch, heads, 1, head_dim});
