@@ -44,6 +44,18 @@ struct Row {
   float log_prob = 0.0f;
 };
 
+// The static buffers a step reads and writes, with their capacities.
+struct Buffers {
+  int64_t rows = 0, sources = 0, slots = 0;
+  torch::Tensor tokens, positions, advance, min_length;  // int64 [rows]
+  torch::Tensor slot_index;                              // int64 [slots]
+  torch::Tensor cross_mask;                              // [rows, 1, 1, sources]
+  std::vector<torch::Tensor> self_keys, self_values;     // [rows, H, slots, D] per layer
+  std::vector<torch::Tensor> cross_keys, cross_values;   // [rows, H, sources, D] per layer
+  torch::Tensor best_tokens, best_log_probs;             // [rows]
+  torch::Tensor host_tokens, host_log_probs;             // pinned [rows]
+};
+
 class CudaBatchDecoderImpl : public BatchDecoder {
  public:
   CudaBatchDecoderImpl(Transformer& model, DecoderWeights weights,
@@ -92,13 +104,15 @@ class CudaBatchDecoderImpl : public BatchDecoder {
     return longest;
   }
   int64_t cache_bytes() const override {
-    return row_capacity_ * (source_capacity_ + slot_capacity_) * bytes_per_position_;
+    return buffers_.rows * (buffers_.sources + buffers_.slots) * bytes_per_position_;
   }
 
  private:
   // Makes the buffers hold `rows` rows, `sources` source positions and
   // `slots` target slots, keeping the live rows' state.
   void Reserve(int64_t rows, int64_t sources, int64_t slots);
+  // Fresh buffers: every row idle.
+  Buffers Allocate(int64_t rows, int64_t sources, int64_t slots) const;
   // Views of the front of the buffers: `rows` rows, `sources` source
   // positions, `slots` target slots.
   StepBuffers Views(int64_t rows, int64_t sources, int64_t slots);
@@ -121,30 +135,23 @@ class CudaBatchDecoderImpl : public BatchDecoder {
   int64_t bytes_per_position_ = 0;
 
   std::vector<Row> rows_;  // live rows, in buffer order
-  int64_t row_capacity_ = 0, source_capacity_ = 0, slot_capacity_ = 0;
-  torch::Tensor tokens_, positions_, advance_, min_length_;  // int64 [rows]
-  torch::Tensor slot_index_;                                 // int64 [slots]
-  torch::Tensor cross_mask_;                                 // [rows, 1, 1, sources]
-  std::vector<torch::Tensor> self_keys_, self_values_;       // [rows, H, slots, D] per layer
-  std::vector<torch::Tensor> cross_keys_, cross_values_;     // [rows, H, sources, D] per layer
-  torch::Tensor best_tokens_, best_log_probs_;               // [rows]
-  torch::Tensor host_tokens_, host_log_probs_;               // pinned [rows]
+  Buffers buffers_;
   std::map<std::tuple<int64_t, int64_t, int64_t>, std::unique_ptr<at::cuda::CUDAGraph>> graphs_;
 };
 
 void CudaBatchDecoderImpl::Reserve(int64_t rows, int64_t sources, int64_t slots) {
-  if (rows <= row_capacity_ && sources <= source_capacity_ && slots <= slot_capacity_) return;
+  if (rows <= buffers_.rows && sources <= buffers_.sources && slots <= buffers_.slots) return;
   // Sized once for the longest sources and targets the model takes and the
   // scheduler's batch, so that shapes (and graphs) stay put; rows double
   // when a batch outgrows them.
   auto bytes = [&](int64_t r, int64_t s, int64_t t) { return r * (s + t) * bytes_per_position_; };
   int64_t new_sources = std::max(
-      source_capacity_, RoundUp(std::max<int64_t>(sources, config_.max_source_positions), kAlign));
+      buffers_.sources, RoundUp(std::max<int64_t>(sources, config_.max_source_positions), kAlign));
   int64_t new_slots = std::max(
-      slot_capacity_, RoundUp(std::max<int64_t>(slots, config_.max_target_positions), kAlign));
-  const int64_t wanted_rows = row_capacity_ == 0 ? options_.max_rows : 2 * row_capacity_;
+      buffers_.slots, RoundUp(std::max<int64_t>(slots, config_.max_target_positions), kAlign));
+  const int64_t wanted_rows = buffers_.rows == 0 ? options_.max_rows : 2 * buffers_.rows;
   int64_t new_rows =
-      std::max({RoundUp(rows, kRowAlign), row_capacity_, RoundUp(wanted_rows, kRowAlign)});
+      std::max({RoundUp(rows, kRowAlign), buffers_.rows, RoundUp(wanted_rows, kRowAlign)});
   const int64_t budget = options_.max_cache_bytes;
   if (budget > 0 && bytes(new_rows, new_sources, new_slots) > budget) {
     // As many rows as the budget allows at those lengths, at least this batch's.
@@ -157,90 +164,84 @@ void CudaBatchDecoderImpl::Reserve(int64_t rows, int64_t sources, int64_t slots)
       new_slots = RoundUp(slots, kAlign);
     }
   }
+  // All new buffers exist before anything changes: should an allocation
+  // fail, the batch and its graphs are as they were.
+  Buffers next = Allocate(new_rows, new_sources, new_slots);
+  const int64_t live = static_cast<int64_t>(rows_.size());
+  if (live > 0) {
+    // The live rows' state; along `dim` (when given) the common extent.
+    auto copy = [&](const torch::Tensor& from, const torch::Tensor& to, int64_t dim) {
+      torch::Tensor source = from.narrow(0, 0, live), target = to.narrow(0, 0, live);
+      if (dim > 0) {
+        const int64_t extent = std::min(from.size(dim), to.size(dim));
+        source = source.narrow(dim, 0, extent);
+        target = target.narrow(dim, 0, extent);
+      }
+      target.copy_(source);
+    };
+    copy(buffers_.tokens, next.tokens, 0);
+    copy(buffers_.positions, next.positions, 0);
+    copy(buffers_.advance, next.advance, 0);
+    copy(buffers_.min_length, next.min_length, 0);
+    next.cross_mask.narrow(0, 0, live).fill_(kNegInf);  // positions past a source: padding
+    copy(buffers_.cross_mask, next.cross_mask, 3);
+    for (size_t l = 0; l < next.self_keys.size(); ++l) {
+      copy(buffers_.self_keys[l], next.self_keys[l], 2);
+      copy(buffers_.self_values[l], next.self_values[l], 2);
+      copy(buffers_.cross_keys[l], next.cross_keys[l], 2);
+      copy(buffers_.cross_values[l], next.cross_values[l], 2);
+    }
+  }
   DropGraphs();  // they read the old buffers
+  buffers_ = std::move(next);
+}
+
+Buffers CudaBatchDecoderImpl::Allocate(int64_t rows, int64_t sources, int64_t slots) const {
   const auto dtype = ops_.weights().embedding.options();
   const auto ids = dtype.dtype(torch::kLong);
-  const int64_t live = static_cast<int64_t>(rows_.size());
-  // Copies the live rows' state: the first `live` rows, and along `dim`
-  // (when given) the old extent.
-  auto grow = [&](const torch::Tensor& old, torch::Tensor fresh, int64_t dim) {
-    if (old.defined() && live > 0) {
-      torch::Tensor from = old.narrow(0, 0, live);
-      torch::Tensor to = fresh.narrow(0, 0, live);
-      if (dim > 0) {
-        const int64_t extent = std::min(old.size(dim), fresh.size(dim));
-        from = from.narrow(dim, 0, extent);
-        to = to.narrow(dim, 0, extent);
-      }
-      to.copy_(from);
-    }
-    return fresh;
-  };
-  tokens_ = grow(tokens_, torch::full({new_rows}, config_.bos_id, ids), 0);
-  positions_ = grow(positions_, torch::zeros({new_rows}, ids), 0);
-  advance_ = grow(advance_, torch::zeros({new_rows}, ids), 0);
-  min_length_ = grow(min_length_, torch::zeros({new_rows}, ids), 0);
+  Buffers b;
+  b.rows = rows;
+  b.sources = sources;
+  b.slots = slots;
+  b.tokens = torch::full({rows}, config_.bos_id, ids);
+  b.positions = torch::zeros({rows}, ids);
+  b.advance = torch::zeros({rows}, ids);
+  b.min_length = torch::zeros({rows}, ids);
+  b.slot_index = torch::arange(slots, ids);
   // Idle rows attend to every (zero) source position: no row is all masked.
-  cross_mask_ = grow(cross_mask_, torch::zeros({new_rows, 1, 1, new_sources}, dtype), 3);
-  if (live > 0 && new_sources > source_capacity_ && source_capacity_ > 0) {
-    cross_mask_.narrow(0, 0, live)
-        .narrow(3, source_capacity_, new_sources - source_capacity_)
-        .fill_(kNegInf);
+  b.cross_mask = torch::zeros({rows, 1, 1, sources}, dtype);
+  for (const LayerWeights& w : ops_.weights().layers) {
+    b.self_keys.push_back(torch::zeros({rows, w.heads, slots, w.head_dim}, dtype));
+    b.self_values.push_back(torch::zeros_like(b.self_keys.back()));
+    b.cross_keys.push_back(torch::zeros({rows, w.heads, sources, w.head_dim}, dtype));
+    b.cross_values.push_back(torch::zeros_like(b.cross_keys.back()));
   }
-  const auto& layers = ops_.weights().layers;
-  for (size_t l = 0; l < layers.size(); ++l) {
-    const LayerWeights& w = layers[l];
-    auto fresh = [&](int64_t length) {
-      return torch::zeros({new_rows, w.heads, length, w.head_dim}, dtype);
-    };
-    auto layer = [l](const std::vector<torch::Tensor>& buffers) {
-      return l < buffers.size() ? buffers[l] : torch::Tensor();
-    };
-    torch::Tensor keys = grow(layer(self_keys_), fresh(new_slots), 2);
-    torch::Tensor values = grow(layer(self_values_), fresh(new_slots), 2);
-    torch::Tensor cross_keys = grow(layer(cross_keys_), fresh(new_sources), 2);
-    torch::Tensor cross_values = grow(layer(cross_values_), fresh(new_sources), 2);
-    if (l < self_keys_.size()) {
-      self_keys_[l] = keys;
-      self_values_[l] = values;
-      cross_keys_[l] = cross_keys;
-      cross_values_[l] = cross_values;
-    } else {
-      self_keys_.push_back(keys);
-      self_values_.push_back(values);
-      cross_keys_.push_back(cross_keys);
-      cross_values_.push_back(cross_values);
-    }
-  }
-  slot_index_ = torch::arange(new_slots, ids);
-  best_tokens_ = torch::zeros({new_rows}, ids);
-  best_log_probs_ = torch::zeros({new_rows}, dtype.dtype(torch::kFloat));
-  host_tokens_ = torch::zeros({new_rows}, torch::dtype(torch::kLong).pinned_memory(true));
-  host_log_probs_ = torch::zeros({new_rows}, torch::dtype(torch::kFloat).pinned_memory(true));
-  row_capacity_ = new_rows;
-  source_capacity_ = new_sources;
-  slot_capacity_ = new_slots;
+  b.best_tokens = torch::zeros({rows}, ids);
+  b.best_log_probs = torch::zeros({rows}, dtype.dtype(torch::kFloat));
+  b.host_tokens = torch::zeros({rows}, torch::dtype(torch::kLong).pinned_memory(true));
+  b.host_log_probs = torch::zeros({rows}, torch::dtype(torch::kFloat).pinned_memory(true));
+  return b;
 }
 
 StepBuffers CudaBatchDecoderImpl::Views(int64_t rows, int64_t sources, int64_t slots) {
   StepBuffers b;
-  b.tokens = tokens_.narrow(0, 0, rows);
-  b.positions = positions_.narrow(0, 0, rows);
-  b.advance = advance_.narrow(0, 0, rows);
-  b.min_length = min_length_.narrow(0, 0, rows);
-  b.slot_index = slot_index_.narrow(0, 0, slots);
-  b.cross_mask = cross_mask_.narrow(0, 0, rows).narrow(3, 0, sources);
-  for (size_t l = 0; l < self_keys_.size(); ++l) {
-    b.self_keys.push_back(self_keys_[l].narrow(0, 0, rows).narrow(2, 0, slots));
-    b.self_values.push_back(self_values_[l].narrow(0, 0, rows).narrow(2, 0, slots));
-    b.cross_keys.push_back(cross_keys_[l].narrow(0, 0, rows).narrow(2, 0, sources));
-    b.cross_values.push_back(cross_values_[l].narrow(0, 0, rows).narrow(2, 0, sources));
+  b.tokens = buffers_.tokens.narrow(0, 0, rows);
+  b.positions = buffers_.positions.narrow(0, 0, rows);
+  b.advance = buffers_.advance.narrow(0, 0, rows);
+  b.min_length = buffers_.min_length.narrow(0, 0, rows);
+  b.slot_index = buffers_.slot_index.narrow(0, 0, slots);
+  b.cross_mask = buffers_.cross_mask.narrow(0, 0, rows).narrow(3, 0, sources);
+  for (size_t l = 0; l < buffers_.self_keys.size(); ++l) {
+    b.self_keys.push_back(buffers_.self_keys[l].narrow(0, 0, rows).narrow(2, 0, slots));
+    b.self_values.push_back(buffers_.self_values[l].narrow(0, 0, rows).narrow(2, 0, slots));
+    b.cross_keys.push_back(buffers_.cross_keys[l].narrow(0, 0, rows).narrow(2, 0, sources));
+    b.cross_values.push_back(buffers_.cross_values[l].narrow(0, 0, rows).narrow(2, 0, sources));
   }
-  b.best_tokens = best_tokens_.narrow(0, 0, rows);
-  b.best_log_probs = best_log_probs_.narrow(0, 0, rows);
+  b.best_tokens = buffers_.best_tokens.narrow(0, 0, rows);
+  b.best_log_probs = buffers_.best_log_probs.narrow(0, 0, rows);
   // Positions only grow for live rows, which leave at their max_length
   // (at most the slot capacity): the clamp only guards the buffers.
-  b.max_position = slot_capacity_ - 1;
+  b.max_position = buffers_.slots - 1;
   return b;
 }
 
@@ -255,10 +256,10 @@ at::cuda::CUDAGraph* CudaBatchDecoderImpl::Graph(int64_t rows, int64_t sources, 
   // Capturing runs the step once first; it must not move the batch on.
   // (It also writes this step's keys and values, which the real step
   // writes again, the same.)
-  const torch::Tensor tokens = tokens_.clone(), positions = positions_.clone();
+  const torch::Tensor tokens = buffers_.tokens.clone(), positions = buffers_.positions.clone();
   auto graph = CaptureGraph(stream_, pool_, [&] { ops_.Step(views); });
-  tokens_.copy_(tokens);
-  positions_.copy_(positions);
+  buffers_.tokens.copy_(tokens);
+  buffers_.positions.copy_(positions);
   return graphs_.emplace(key, std::move(graph)).first->second.get();
 }
 
@@ -272,11 +273,11 @@ void CudaBatchDecoderImpl::DropGraphs() {
 void CudaBatchDecoderImpl::MakeIdle(int64_t begin, int64_t end) {
   if (end <= begin) return;
   const int64_t count = end - begin;
-  tokens_.narrow(0, begin, count).fill_(config_.bos_id);
-  positions_.narrow(0, begin, count).zero_();
-  advance_.narrow(0, begin, count).zero_();
-  min_length_.narrow(0, begin, count).zero_();
-  cross_mask_.narrow(0, begin, count).zero_();
+  buffers_.tokens.narrow(0, begin, count).fill_(config_.bos_id);
+  buffers_.positions.narrow(0, begin, count).zero_();
+  buffers_.advance.narrow(0, begin, count).zero_();
+  buffers_.min_length.narrow(0, begin, count).zero_();
+  buffers_.cross_mask.narrow(0, begin, count).zero_();
 }
 
 void CudaBatchDecoderImpl::Add(const std::vector<DecodeInput>& inputs) {
@@ -315,21 +316,21 @@ void CudaBatchDecoderImpl::Add(const std::vector<DecodeInput>& inputs) {
   EncoderOutput encoded = model_.Encode(PadSources(sources, config_.pad_id, device_));
   const int64_t length = encoded.memory.size(1);
   std::vector<torch::Tensor> keys, values;
-  for (size_t l = 0; l < cross_keys_.size(); ++l) {
-    keys.push_back(cross_keys_[l].narrow(0, first, count).narrow(2, 0, length));
-    values.push_back(cross_values_[l].narrow(0, first, count).narrow(2, 0, length));
+  for (size_t l = 0; l < buffers_.cross_keys.size(); ++l) {
+    keys.push_back(buffers_.cross_keys[l].narrow(0, first, count).narrow(2, 0, length));
+    values.push_back(buffers_.cross_values[l].narrow(0, first, count).narrow(2, 0, length));
     // Stale slots are masked, but 0 x NaN would not be zero.
-    self_keys_[l].narrow(0, first, count).zero_();
-    self_values_[l].narrow(0, first, count).zero_();
+    buffers_.self_keys[l].narrow(0, first, count).zero_();
+    buffers_.self_values[l].narrow(0, first, count).zero_();
   }
   ops_.ProjectCross(encoded.memory, keys, values);
-  torch::Tensor mask = cross_mask_.narrow(0, first, count);
+  torch::Tensor mask = buffers_.cross_mask.narrow(0, first, count);
   mask.fill_(kNegInf);
   mask.narrow(3, 0, length).copy_(encoded.memory_mask);
-  tokens_.narrow(0, first, count).fill_(config_.bos_id);
-  positions_.narrow(0, first, count).zero_();
-  min_length_.narrow(0, first, count).copy_(torch::tensor(min_lengths, torch::kLong));
-  advance_.narrow(0, first, count).fill_(1);
+  buffers_.tokens.narrow(0, first, count).fill_(config_.bos_id);
+  buffers_.positions.narrow(0, first, count).zero_();
+  buffers_.min_length.narrow(0, first, count).copy_(torch::tensor(min_lengths, torch::kLong));
+  buffers_.advance.narrow(0, first, count).fill_(1);
   for (const DecodeInput& input : inputs) {
     Row row;
     row.id = input.id;
@@ -350,21 +351,22 @@ std::vector<DecodeOutput> CudaBatchDecoderImpl::Step() {
     longest_source = std::max(longest_source, row.source_length);
     fed = std::max<int64_t>(fed, static_cast<int64_t>(row.tokens.size()));
   }
-  const int64_t rows = Bucket(live, 1, row_capacity_);
-  const int64_t sources = Bucket(longest_source, kAlign, source_capacity_);
-  const int64_t slots = Bucket(fed + 1, kAlign, slot_capacity_);
+  const int64_t rows = Bucket(live, 1, buffers_.rows);
+  const int64_t sources = Bucket(longest_source, kAlign, buffers_.sources);
+  const int64_t slots = Bucket(fed + 1, kAlign, buffers_.slots);
   if (options_.capture_graphs) {
     Graph(rows, sources, slots)->replay();
   } else {
     StepBuffers views = Views(rows, sources, slots);
     ops_.Step(views);
   }
-  host_tokens_.narrow(0, 0, live).copy_(best_tokens_.narrow(0, 0, live), /*non_blocking=*/true);
-  host_log_probs_.narrow(0, 0, live)
-      .copy_(best_log_probs_.narrow(0, 0, live), /*non_blocking=*/true);
+  buffers_.host_tokens.narrow(0, 0, live)
+      .copy_(buffers_.best_tokens.narrow(0, 0, live), /*non_blocking=*/true);
+  buffers_.host_log_probs.narrow(0, 0, live)
+      .copy_(buffers_.best_log_probs.narrow(0, 0, live), /*non_blocking=*/true);
   stream_.synchronize();
-  const int64_t* tokens = host_tokens_.data_ptr<int64_t>();
-  const float* log_probs = host_log_probs_.data_ptr<float>();
+  const int64_t* tokens = buffers_.host_tokens.data_ptr<int64_t>();
+  const float* log_probs = buffers_.host_log_probs.data_ptr<float>();
 
   // As StepDecoder's greedy choice: end-of-sentence finishes a sentence
   // (not kept in its tokens); reaching max_length cuts it.
@@ -433,15 +435,15 @@ void CudaBatchDecoderImpl::Compact(const std::vector<bool>& dead) {
     auto move = [&](torch::Tensor& buffer) {
       buffer.index_copy_(0, target, buffer.index_select(0, source));
     };
-    move(tokens_);
-    move(positions_);
-    move(min_length_);
-    move(cross_mask_);
-    for (size_t l = 0; l < self_keys_.size(); ++l) {
-      move(self_keys_[l]);
-      move(self_values_[l]);
-      move(cross_keys_[l]);
-      move(cross_values_[l]);
+    move(buffers_.tokens);
+    move(buffers_.positions);
+    move(buffers_.min_length);
+    move(buffers_.cross_mask);
+    for (size_t l = 0; l < buffers_.self_keys.size(); ++l) {
+      move(buffers_.self_keys[l]);
+      move(buffers_.self_values[l]);
+      move(buffers_.cross_keys[l]);
+      move(buffers_.cross_values[l]);
     }
   }
   MakeIdle(kept, live);
