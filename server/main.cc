@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
   defaults.executor.device =
       options.device == "cuda" ? quantmt::DeviceKind::kCuda : quantmt::DeviceKind::kCpu;
   defaults.executor.num_threads = options.threads;
+  defaults.executor.cuda_graphs = options.cuda_graphs;
   defaults.replicas = options.replicas;
   defaults.scheduler.max_queued_sentences = options.max_queued_sentences;
   defaults.scheduler.max_batch_sentences = options.max_batch_sentences;

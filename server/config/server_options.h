@@ -27,8 +27,9 @@ struct ServerOptions {
   std::vector<std::string> models = {"default"};
   std::string data_dir;  // corpus root for Evaluate's named test sets
   std::string device = "cpu";
-  int threads = 0;   // intra-op threads per replica; 0: all cores
-  int replicas = 0;  // per model; 0: automatic (see ModelSpec::replicas)
+  bool cuda_graphs = true;  // CUDA float models: greedy steps replay CUDA graphs
+  int threads = 0;          // intra-op threads per replica; 0: automatic
+  int replicas = 0;         // per model; 0: automatic (see ModelSpec::replicas)
   // Scheduler (see SchedulerOptions in quantmt/engine/engine.h).
   int max_queued_sentences = 1024;
   int max_batch_sentences = 64;

@@ -26,6 +26,8 @@ TEST(ServerOptionsTest, DefaultsAreValid) {
   EXPECT_TRUE(ValidateServerOptions(options).ok());
   EXPECT_EQ(options.port, 50051);
   EXPECT_EQ(options.models, std::vector<std::string>{"default"});
+  EXPECT_TRUE(options.cuda_graphs);
+  EXPECT_FALSE(Parse({"--cuda_graphs", "false"}).cuda_graphs);
 }
 
 TEST(ServerOptionsTest, FlagsEnvironmentAndConfigFile) {
