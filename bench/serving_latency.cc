@@ -116,7 +116,7 @@ RunResult Run(quantmt::Engine& engine, const std::vector<Arrival>& arrivals, con
 int main(int argc, char** argv) {
   CLI::App app{"quantmt serving latency: continuous vs static batching on a mixed stream"};
   Workload w;
-  int threads = 2, replicas = 1, max_batch = 64, warmup_runs = 0;
+  int threads = 0, replicas = 0, max_batch = 64, warmup_runs = 0;
   double max_wait_ms = 5;
   std::string model_dir;
   bool int8 = false, cuda_graphs = true;
@@ -133,8 +133,9 @@ int main(int argc, char** argv) {
   app.add_option("--short_target", w.short_target)->capture_default_str();
   app.add_option("--long_source", w.long_source)->capture_default_str();
   app.add_option("--long_target", w.long_target)->capture_default_str();
-  app.add_option("--threads", threads, "Intra-op threads per replica")->capture_default_str();
-  app.add_option("--replicas", replicas)->capture_default_str();
+  app.add_option("--threads", threads, "Intra-op threads per replica (0: the server's plan)")
+      ->capture_default_str();
+  app.add_option("--replicas", replicas, "Replicas (0: the server's plan)")->capture_default_str();
   app.add_option("--max_batch_sentences", max_batch)->capture_default_str();
   app.add_option("--max_wait_ms", max_wait_ms)->capture_default_str();
   app.add_option("--warmup_runs", warmup_runs,
@@ -191,15 +192,13 @@ int main(int argc, char** argv) {
 
   std::printf(
       "quantmt serving latency: %d requests of %d sentence(s) at %.1f/s (%s), %.0f%% long; "
-      "short %d->%d tokens, long %d->%d; %s; %s %s%s; %d replica(s) x %d threads, LibTorch %s\n",
+      "short %d->%d tokens, long %d->%d; %s; %s %s%s; LibTorch %s\n",
       w.requests, w.sentences, w.rate, w.poisson ? "Poisson" : "fixed rate", w.long_fraction * 100,
       w.short_source, w.short_target, w.long_source, w.long_target,
       model_dir.empty() ? (int8 ? "random INT8" : "random weights") : model_dir.c_str(),
       device.c_str(), compute_type.c_str(),
-      device == "cuda" ? (cuda_graphs ? ", CUDA graphs" : ", op by op") : "", replicas, threads,
-      TORCH_VERSION);
-  std::printf("%-11s %14s %14s %14s %12s %8s\n", "batching", "short p50 ms", "short p99 ms",
-              "long p50 ms", "tokens/s", "failed");
+      device == "cuda" ? (cuda_graphs ? ", CUDA graphs" : ", op by op") : "", TORCH_VERSION);
+  bool plan_printed = false;
   for (const std::string& mode : modes) {
     const bool continuous = mode == "continuous";
     auto engine = quantmt::CreateEngine({}, loader);
@@ -218,6 +217,16 @@ int main(int argc, char** argv) {
     if (auto status = engine->LoadModel(spec); !status.ok()) {
       std::fprintf(stderr, "error: %s\n", std::string(status.message()).c_str());
       return 1;
+    }
+    if (!plan_printed) {
+      auto status = engine->GetModel("model");
+      if (status.ok()) {
+        std::printf("plan: %d replica(s) x %d intra-op thread(s)\n", status->replicas,
+                    status->threads_per_replica);
+      }
+      plan_printed = true;
+      std::printf("%-11s %14s %14s %14s %12s %8s\n", "batching", "short p50 ms", "short p99 ms",
+                  "long p50 ms", "tokens/s", "failed");
     }
     const int vocab = config.source_vocab_size;
     const auto arrivals = MakeArrivals(w, vocab, config.eos_id);
