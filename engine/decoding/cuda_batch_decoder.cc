@@ -44,16 +44,12 @@ struct Row {
   float log_prob = 0.0f;
 };
 
-// The static buffers a step reads and writes, with their capacities.
+// The static buffers a step reads and writes (at full capacity: steps run
+// on views of their front), and the step's results copied to the host.
 struct Buffers {
-  int64_t rows = 0, sources = 0, slots = 0;
-  torch::Tensor tokens, positions, advance, min_length;  // int64 [rows]
-  torch::Tensor slot_index;                              // int64 [slots]
-  torch::Tensor cross_mask;                              // [rows, 1, 1, sources]
-  std::vector<torch::Tensor> self_keys, self_values;     // [rows, H, slots, D] per layer
-  std::vector<torch::Tensor> cross_keys, cross_values;   // [rows, H, sources, D] per layer
-  torch::Tensor best_tokens, best_log_probs;             // [rows]
-  torch::Tensor host_tokens, host_log_probs;             // pinned [rows]
+  int64_t rows = 0, sources = 0, slots = 0;  // capacities
+  StepBuffers step;
+  torch::Tensor host_tokens, host_log_probs;  // pinned [rows]
 };
 
 class CudaBatchDecoderImpl : public BatchDecoder {
@@ -179,17 +175,17 @@ void CudaBatchDecoderImpl::Reserve(int64_t rows, int64_t sources, int64_t slots)
       }
       target.copy_(source);
     };
-    copy(buffers_.tokens, next.tokens, 0);
-    copy(buffers_.positions, next.positions, 0);
-    copy(buffers_.advance, next.advance, 0);
-    copy(buffers_.min_length, next.min_length, 0);
-    next.cross_mask.narrow(0, 0, live).fill_(kNegInf);  // positions past a source: padding
-    copy(buffers_.cross_mask, next.cross_mask, 3);
-    for (size_t l = 0; l < next.self_keys.size(); ++l) {
-      copy(buffers_.self_keys[l], next.self_keys[l], 2);
-      copy(buffers_.self_values[l], next.self_values[l], 2);
-      copy(buffers_.cross_keys[l], next.cross_keys[l], 2);
-      copy(buffers_.cross_values[l], next.cross_values[l], 2);
+    copy(buffers_.step.tokens, next.step.tokens, 0);
+    copy(buffers_.step.positions, next.step.positions, 0);
+    copy(buffers_.step.advance, next.step.advance, 0);
+    copy(buffers_.step.min_length, next.step.min_length, 0);
+    next.step.cross_mask.narrow(0, 0, live).fill_(kNegInf);  // positions past a source: padding
+    copy(buffers_.step.cross_mask, next.step.cross_mask, 3);
+    for (size_t l = 0; l < next.step.self_keys.size(); ++l) {
+      copy(buffers_.step.self_keys[l], next.step.self_keys[l], 2);
+      copy(buffers_.step.self_values[l], next.step.self_values[l], 2);
+      copy(buffers_.step.cross_keys[l], next.step.cross_keys[l], 2);
+      copy(buffers_.step.cross_values[l], next.step.cross_values[l], 2);
     }
   }
   DropGraphs();  // they read the old buffers
@@ -197,27 +193,12 @@ void CudaBatchDecoderImpl::Reserve(int64_t rows, int64_t sources, int64_t slots)
 }
 
 Buffers CudaBatchDecoderImpl::Allocate(int64_t rows, int64_t sources, int64_t slots) const {
-  const auto dtype = ops_.weights().embedding.options();
-  const auto ids = dtype.dtype(torch::kLong);
   Buffers b;
   b.rows = rows;
   b.sources = sources;
   b.slots = slots;
-  b.tokens = torch::full({rows}, config_.bos_id, ids);
-  b.positions = torch::zeros({rows}, ids);
-  b.advance = torch::zeros({rows}, ids);
-  b.min_length = torch::zeros({rows}, ids);
-  b.slot_index = torch::arange(slots, ids);
   // Idle rows attend to every (zero) source position: no row is all masked.
-  b.cross_mask = torch::zeros({rows, 1, 1, sources}, dtype);
-  for (const LayerWeights& w : ops_.weights().layers) {
-    b.self_keys.push_back(torch::zeros({rows, w.heads, slots, w.head_dim}, dtype));
-    b.self_values.push_back(torch::zeros_like(b.self_keys.back()));
-    b.cross_keys.push_back(torch::zeros({rows, w.heads, sources, w.head_dim}, dtype));
-    b.cross_values.push_back(torch::zeros_like(b.cross_keys.back()));
-  }
-  b.best_tokens = torch::zeros({rows}, ids);
-  b.best_log_probs = torch::zeros({rows}, dtype.dtype(torch::kFloat));
+  b.step = ops_.Allocate(rows, sources, slots);
   b.host_tokens = torch::zeros({rows}, torch::dtype(torch::kLong).pinned_memory(true));
   b.host_log_probs = torch::zeros({rows}, torch::dtype(torch::kFloat).pinned_memory(true));
   return b;
@@ -225,20 +206,21 @@ Buffers CudaBatchDecoderImpl::Allocate(int64_t rows, int64_t sources, int64_t sl
 
 StepBuffers CudaBatchDecoderImpl::Views(int64_t rows, int64_t sources, int64_t slots) {
   StepBuffers b;
-  b.tokens = buffers_.tokens.narrow(0, 0, rows);
-  b.positions = buffers_.positions.narrow(0, 0, rows);
-  b.advance = buffers_.advance.narrow(0, 0, rows);
-  b.min_length = buffers_.min_length.narrow(0, 0, rows);
-  b.slot_index = buffers_.slot_index.narrow(0, 0, slots);
-  b.cross_mask = buffers_.cross_mask.narrow(0, 0, rows).narrow(3, 0, sources);
-  for (size_t l = 0; l < buffers_.self_keys.size(); ++l) {
-    b.self_keys.push_back(buffers_.self_keys[l].narrow(0, 0, rows).narrow(2, 0, slots));
-    b.self_values.push_back(buffers_.self_values[l].narrow(0, 0, rows).narrow(2, 0, slots));
-    b.cross_keys.push_back(buffers_.cross_keys[l].narrow(0, 0, rows).narrow(2, 0, sources));
-    b.cross_values.push_back(buffers_.cross_values[l].narrow(0, 0, rows).narrow(2, 0, sources));
+  b.tokens = buffers_.step.tokens.narrow(0, 0, rows);
+  b.positions = buffers_.step.positions.narrow(0, 0, rows);
+  b.advance = buffers_.step.advance.narrow(0, 0, rows);
+  b.min_length = buffers_.step.min_length.narrow(0, 0, rows);
+  b.slot_index = buffers_.step.slot_index.narrow(0, 0, slots);
+  b.cross_mask = buffers_.step.cross_mask.narrow(0, 0, rows).narrow(3, 0, sources);
+  for (size_t l = 0; l < buffers_.step.self_keys.size(); ++l) {
+    b.self_keys.push_back(buffers_.step.self_keys[l].narrow(0, 0, rows).narrow(2, 0, slots));
+    b.self_values.push_back(buffers_.step.self_values[l].narrow(0, 0, rows).narrow(2, 0, slots));
+    b.cross_keys.push_back(buffers_.step.cross_keys[l].narrow(0, 0, rows).narrow(2, 0, sources));
+    b.cross_values.push_back(
+        buffers_.step.cross_values[l].narrow(0, 0, rows).narrow(2, 0, sources));
   }
-  b.best_tokens = buffers_.best_tokens.narrow(0, 0, rows);
-  b.best_log_probs = buffers_.best_log_probs.narrow(0, 0, rows);
+  b.best_tokens = buffers_.step.best_tokens.narrow(0, 0, rows);
+  b.best_log_probs = buffers_.step.best_log_probs.narrow(0, 0, rows);
   // Positions only grow for live rows, which leave at their max_length
   // (at most the slot capacity): the clamp only guards the buffers.
   b.max_position = buffers_.slots - 1;
@@ -256,10 +238,11 @@ at::cuda::CUDAGraph* CudaBatchDecoderImpl::Graph(int64_t rows, int64_t sources, 
   // Capturing runs the step once first; it must not move the batch on.
   // (It also writes this step's keys and values, which the real step
   // writes again, the same.)
-  const torch::Tensor tokens = buffers_.tokens.clone(), positions = buffers_.positions.clone();
+  const torch::Tensor tokens = buffers_.step.tokens.clone(),
+                      positions = buffers_.step.positions.clone();
   auto graph = CaptureGraph(stream_, pool_, [&] { ops_.Step(views); });
-  buffers_.tokens.copy_(tokens);
-  buffers_.positions.copy_(positions);
+  buffers_.step.tokens.copy_(tokens);
+  buffers_.step.positions.copy_(positions);
   return graphs_.emplace(key, std::move(graph)).first->second.get();
 }
 
@@ -273,11 +256,11 @@ void CudaBatchDecoderImpl::DropGraphs() {
 void CudaBatchDecoderImpl::MakeIdle(int64_t begin, int64_t end) {
   if (end <= begin) return;
   const int64_t count = end - begin;
-  buffers_.tokens.narrow(0, begin, count).fill_(config_.bos_id);
-  buffers_.positions.narrow(0, begin, count).zero_();
-  buffers_.advance.narrow(0, begin, count).zero_();
-  buffers_.min_length.narrow(0, begin, count).zero_();
-  buffers_.cross_mask.narrow(0, begin, count).zero_();
+  buffers_.step.tokens.narrow(0, begin, count).fill_(config_.bos_id);
+  buffers_.step.positions.narrow(0, begin, count).zero_();
+  buffers_.step.advance.narrow(0, begin, count).zero_();
+  buffers_.step.min_length.narrow(0, begin, count).zero_();
+  buffers_.step.cross_mask.narrow(0, begin, count).zero_();
 }
 
 void CudaBatchDecoderImpl::Add(const std::vector<DecodeInput>& inputs) {
@@ -316,21 +299,21 @@ void CudaBatchDecoderImpl::Add(const std::vector<DecodeInput>& inputs) {
   EncoderOutput encoded = model_.Encode(PadSources(sources, config_.pad_id, device_));
   const int64_t length = encoded.memory.size(1);
   std::vector<torch::Tensor> keys, values;
-  for (size_t l = 0; l < buffers_.cross_keys.size(); ++l) {
-    keys.push_back(buffers_.cross_keys[l].narrow(0, first, count).narrow(2, 0, length));
-    values.push_back(buffers_.cross_values[l].narrow(0, first, count).narrow(2, 0, length));
+  for (size_t l = 0; l < buffers_.step.cross_keys.size(); ++l) {
+    keys.push_back(buffers_.step.cross_keys[l].narrow(0, first, count).narrow(2, 0, length));
+    values.push_back(buffers_.step.cross_values[l].narrow(0, first, count).narrow(2, 0, length));
     // Stale slots are masked, but 0 x NaN would not be zero.
-    buffers_.self_keys[l].narrow(0, first, count).zero_();
-    buffers_.self_values[l].narrow(0, first, count).zero_();
+    buffers_.step.self_keys[l].narrow(0, first, count).zero_();
+    buffers_.step.self_values[l].narrow(0, first, count).zero_();
   }
   ops_.ProjectCross(encoded.memory, keys, values);
-  torch::Tensor mask = buffers_.cross_mask.narrow(0, first, count);
+  torch::Tensor mask = buffers_.step.cross_mask.narrow(0, first, count);
   mask.fill_(kNegInf);
   mask.narrow(3, 0, length).copy_(encoded.memory_mask);
-  buffers_.tokens.narrow(0, first, count).fill_(config_.bos_id);
-  buffers_.positions.narrow(0, first, count).zero_();
-  buffers_.min_length.narrow(0, first, count).copy_(torch::tensor(min_lengths, torch::kLong));
-  buffers_.advance.narrow(0, first, count).fill_(1);
+  buffers_.step.tokens.narrow(0, first, count).fill_(config_.bos_id);
+  buffers_.step.positions.narrow(0, first, count).zero_();
+  buffers_.step.min_length.narrow(0, first, count).copy_(torch::tensor(min_lengths, torch::kLong));
+  buffers_.step.advance.narrow(0, first, count).fill_(1);
   for (const DecodeInput& input : inputs) {
     Row row;
     row.id = input.id;
@@ -361,9 +344,9 @@ std::vector<DecodeOutput> CudaBatchDecoderImpl::Step() {
     ops_.Step(views);
   }
   buffers_.host_tokens.narrow(0, 0, live)
-      .copy_(buffers_.best_tokens.narrow(0, 0, live), /*non_blocking=*/true);
+      .copy_(buffers_.step.best_tokens.narrow(0, 0, live), /*non_blocking=*/true);
   buffers_.host_log_probs.narrow(0, 0, live)
-      .copy_(buffers_.best_log_probs.narrow(0, 0, live), /*non_blocking=*/true);
+      .copy_(buffers_.step.best_log_probs.narrow(0, 0, live), /*non_blocking=*/true);
   stream_.synchronize();
   const int64_t* tokens = buffers_.host_tokens.data_ptr<int64_t>();
   const float* log_probs = buffers_.host_log_probs.data_ptr<float>();
@@ -435,15 +418,15 @@ void CudaBatchDecoderImpl::Compact(const std::vector<bool>& dead) {
     auto move = [&](torch::Tensor& buffer) {
       buffer.index_copy_(0, target, buffer.index_select(0, source));
     };
-    move(buffers_.tokens);
-    move(buffers_.positions);
-    move(buffers_.min_length);
-    move(buffers_.cross_mask);
-    for (size_t l = 0; l < buffers_.self_keys.size(); ++l) {
-      move(buffers_.self_keys[l]);
-      move(buffers_.self_values[l]);
-      move(buffers_.cross_keys[l]);
-      move(buffers_.cross_values[l]);
+    move(buffers_.step.tokens);
+    move(buffers_.step.positions);
+    move(buffers_.step.min_length);
+    move(buffers_.step.cross_mask);
+    for (size_t l = 0; l < buffers_.step.self_keys.size(); ++l) {
+      move(buffers_.step.self_keys[l]);
+      move(buffers_.step.self_values[l]);
+      move(buffers_.step.cross_keys[l]);
+      move(buffers_.step.cross_values[l]);
     }
   }
   MakeIdle(kept, live);

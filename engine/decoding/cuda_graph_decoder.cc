@@ -122,26 +122,12 @@ std::unique_ptr<Bucket> CudaGraphDecoderImpl::MakeBucket(int64_t rows, int64_t s
   bucket->rows = rows;
   bucket->source_length = source_length;
   bucket->slots = slots;
-  const auto dtype = ops_.weights().embedding.options();
-  const auto ids = dtype.dtype(torch::kLong);
-  bucket->source_ids = torch::full({rows, source_length}, config_.pad_id, ids);
-  StepBuffers& step = bucket->step;
-  step.tokens = torch::full({rows}, config_.bos_id, ids);
-  step.positions = torch::zeros({rows}, ids);
-  step.advance = torch::ones({rows}, ids);
-  step.min_length = torch::zeros({rows}, ids);
-  step.slot_index = torch::arange(slots, ids);
-  step.cross_mask = torch::zeros({rows, 1, 1, source_length}, dtype);
-  for (const LayerWeights& w : ops_.weights().layers) {
-    step.self_keys.push_back(torch::zeros({rows, w.heads, slots, w.head_dim}, dtype));
-    step.self_values.push_back(torch::zeros_like(step.self_keys.back()));
-    step.cross_keys.push_back(torch::zeros({rows, w.heads, source_length, w.head_dim}, dtype));
-    step.cross_values.push_back(torch::zeros_like(step.cross_keys.back()));
-  }
-  step.best_tokens = torch::zeros({rows}, ids);
-  step.best_log_probs = torch::zeros({rows}, dtype.dtype(torch::kFloat));
-  // Finished rows keep stepping until the batch is done: stay inside the cache.
-  step.max_position = slots - 1;
+  bucket->source_ids = torch::full({rows, source_length}, config_.pad_id,
+                                   ops_.weights().embedding.options().dtype(torch::kLong));
+  // Every row advances; finished rows keep stepping until the batch is
+  // done, stopping at the last slot.
+  bucket->step = ops_.Allocate(rows, source_length, slots);
+  bucket->step.advance.fill_(1);
   for (int i = 0; i < 2; ++i) {
     bucket->host_tokens[i] = torch::zeros({rows}, torch::dtype(torch::kLong).pinned_memory(true));
     bucket->host_log_probs[i] =

@@ -164,6 +164,28 @@ DecoderStepOps::DecoderStepOps(const ModelConfig& config, DecoderWeights weights
       embed_scale_(config.scale_embeddings ? std::sqrt(config.d_model) : 1.0),
       pre_norm_(config.norm == NormPosition::kPre) {}
 
+StepBuffers DecoderStepOps::Allocate(int64_t rows, int64_t sources, int64_t slots) const {
+  const auto dtype = weights_.embedding.options();
+  const auto ids = dtype.dtype(torch::kLong);
+  StepBuffers b;
+  b.tokens = torch::full({rows}, config_.bos_id, ids);
+  b.positions = torch::zeros({rows}, ids);
+  b.advance = torch::zeros({rows}, ids);
+  b.min_length = torch::zeros({rows}, ids);
+  b.slot_index = torch::arange(slots, ids);
+  b.cross_mask = torch::zeros({rows, 1, 1, sources}, dtype);
+  for (const LayerWeights& w : weights_.layers) {
+    b.self_keys.push_back(torch::zeros({rows, w.heads, slots, w.head_dim}, dtype));
+    b.self_values.push_back(torch::zeros_like(b.self_keys.back()));
+    b.cross_keys.push_back(torch::zeros({rows, w.heads, sources, w.head_dim}, dtype));
+    b.cross_values.push_back(torch::zeros_like(b.cross_keys.back()));
+  }
+  b.best_tokens = torch::zeros({rows}, ids);
+  b.best_log_probs = torch::zeros({rows}, dtype.dtype(torch::kFloat));
+  b.max_position = slots - 1;
+  return b;
+}
+
 torch::Tensor DecoderStepOps::LayerNorm(const torch::Tensor& x, const NormWeights& norm) const {
   return at::layer_norm(x, {static_cast<int64_t>(config_.d_model)}, norm.weight, norm.bias,
                         config_.layer_norm_eps);

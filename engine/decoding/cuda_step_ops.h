@@ -78,6 +78,11 @@ class DecoderStepOps {
 
   const DecoderWeights& weights() const { return weights_; }
 
+  // Fresh buffers of `rows` idle rows: BOS at position 0, not advancing, no
+  // minimum length, zero caches, cross-attention over all `sources` (zero)
+  // positions; max_position is the last of the `slots` slots.
+  StepBuffers Allocate(int64_t rows, int64_t sources, int64_t slots) const;
+
   // One greedy step: embedding, every decoder layer (self-attention over the
   // slots up to each row's position, cross-attention under the mask), output
   // projection, end-of-sentence suppression below min_length, argmax and its
