@@ -78,6 +78,7 @@ class RequestQueue {
   // Removes and returns every queued task (hard stop).
   std::vector<SentenceTask> RemoveAll();
   int queued_sentences() const;
+  const BatchBudget& budget() const { return budget_; }
   // Replicas blocked in Take with an empty batch.
   int idle_takers() const;
 
@@ -94,7 +95,8 @@ class RequestQueue {
   bool closed_ = false;
   int idle_takers_ = 0;  // replicas blocked in Take with an empty batch
   // Idle takers released to take their share of a split without waiting
-  // for max_batch_wait again.
+  // for max_batch_wait again. (One still waiting for the queue to fill when
+  // the split emptied it skips that wait once, later: harmless.)
   int released_takers_ = 0;
 };
 

@@ -47,11 +47,10 @@ Scheduler::Scheduler(std::string model_name, std::shared_ptr<const LoadedModel> 
     : model_name_(std::move(model_name)),
       model_(std::move(model)),
       queue_(options, BudgetFor(*model_, options)) {
-  const BatchBudget budget = BudgetFor(*model_, options);
   for (int i = 0; i < plan.replicas; ++i) {
-    replicas_.push_back(std::make_unique<Replica>(model_name_, model_, &queue_,
-                                                  options.continuous_batching,
-                                                  plan.threads_per_replica, budget, observer));
+    replicas_.push_back(
+        std::make_unique<Replica>(model_name_, model_, &queue_, options.continuous_batching,
+                                  plan.threads_per_replica, queue_.budget(), observer));
   }
 }
 
