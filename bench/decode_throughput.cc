@@ -22,6 +22,7 @@
 
 #include "decoding/cuda_graph_decoder.h"
 #include "decoding/search.h"
+#include "model/dequantize.h"
 #include "model/int8_convert.h"
 #include "model/model_io.h"
 #include "model/transformer.h"
@@ -64,7 +65,7 @@ int main(int argc, char** argv) {
   app.add_option("--device", device_name, "cpu or cuda")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
-  bool int8_embeddings = true, prepare = true, profile = false;
+  bool int8_embeddings = true, prepare = true, profile = false, dequantize = true;
   app.add_option("--compute_type", compute_type,
                  "float32, float16, bfloat16, or int8 (CPU: dynamic INT8, quantized in memory "
                  "as quantmt-quantize does)")
@@ -73,6 +74,10 @@ int main(int argc, char** argv) {
                  "With int8: quantize the token table and tied output projection too")
       ->capture_default_str();
   app.add_option("--model", model_dir, "A model directory instead of the reference shape");
+  app.add_option("--dequantize", dequantize,
+                 "CUDA: run an int8 or DAQ model as its float twin, as the server does "
+                 "(false: the compressed layers, dequantizing activations and codes on the way)")
+      ->capture_default_str();
   app.add_option("--json", json_path, "Also write the results as JSON here");
   std::string decoder_name = "eager";
   bool graph_encoder = true;
@@ -118,7 +123,7 @@ int main(int argc, char** argv) {
     }
     model = *quantized;
   }
-  const quantmt::ModelConfig& config = model->config();
+  const quantmt::ModelConfig config = model->config();  // a copy: `model` may be replaced
   const torch::Device device(device_name == "cuda" ? torch::kCUDA : torch::kCPU);
   if (device.is_cuda() && !torch::cuda::is_available()) {
     std::fprintf(stderr, "error: --device cuda, but this LibTorch has no usable CUDA device\n");
@@ -127,6 +132,14 @@ int main(int argc, char** argv) {
   const auto dtype = compute_type == "float16"    ? torch::kFloat16
                      : compute_type == "bfloat16" ? torch::kBFloat16
                                                   : torch::kFloat32;
+  if (device.is_cuda() && dequantize && config.quantization.scheme != "none") {
+    auto dense = quantmt::DequantizeTransformer(*model);
+    if (!dense.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(dense.status().message()).c_str());
+      return 1;
+    }
+    model = *dense;
+  }
   model->to(device, dtype);
   if (prepare) quantmt::PrepareForInference(*model);
 
@@ -201,6 +214,10 @@ int main(int argc, char** argv) {
               device_name.c_str(), compute_type.c_str(), decoder_name.c_str(),
               decoder_name == "graphs" && !graph_encoder ? " (encoder op by op)" : "",
               thread_text.c_str(), TORCH_VERSION);
+  if (model->config().quantization.scheme != config.quantization.scheme) {
+    std::printf("weights: the %s checkpoint run as its float twin (--dequantize)\n",
+                config.quantization.scheme.c_str());
+  }
   if (cuda_half) std::printf("ratio column: vs Hugging Face generate() FP16 on an H100\n");
   nlohmann::json report = {{"model", shape},
                            {"device", device_name},

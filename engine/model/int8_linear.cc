@@ -107,6 +107,11 @@ std::shared_ptr<Int8Linear> Int8Linear::Stack(const std::vector<const Int8Linear
   return stacked;
 }
 
+torch::Tensor Int8Linear::DenseWeight() {
+  torch::NoGradGuard no_grad;
+  return DequantizeRows(weight_, weight_scale_);
+}
+
 void Int8Linear::Unprepare() {
   gemm_.reset();
   dequantized_weight_ = torch::Tensor();

@@ -11,7 +11,9 @@
 // products, row scale x channel scale + bias; on AVX-512 VNNI all in one
 // pass). Elsewhere (CUDA, or a CPU with neither kernel) it dequantizes the
 // weights to the compute dtype once and runs a float GEMM on fake-quantized
-// activations: the same numbers up to float rounding of the sums.
+// activations: the same numbers up to float rounding of the sums. (The
+// serving engine runs int8 checkpoints on a GPU as float twins instead:
+// model/dequantize.h.)
 #pragma once
 
 #include <torch/torch.h>
@@ -53,6 +55,7 @@ class Int8Linear : public Linear {
   void ReleaseInferenceState() override { Unprepare(); }
   int64_t in_features() const override { return weight_.size(1); }
   int64_t out_features() const override { return weight_.size(0); }
+  torch::Tensor DenseWeight() override;
 
   // Quantizes float weights [out, in] (and copies the bias) into this layer;
   // for int8_static also sets the input scale (> 0). Call PrepareForInference

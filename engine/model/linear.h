@@ -59,6 +59,11 @@ class Linear : public torch::nn::Module, public InferencePreparable {
   virtual torch::Tensor EmbedRows(const torch::Tensor& ids);
   virtual int64_t in_features() const = 0;
   virtual int64_t out_features() const = 0;
+  // The float32 weight [out, in] this layer's products compute with (int8
+  // codes x their scales, DAQ codes looked up in their codebooks), for
+  // serving a compressed checkpoint as a float model (model/dequantize.h).
+  // Undefined for a layer that has no such matrix.
+  virtual torch::Tensor DenseWeight() { return torch::Tensor(); }
   // E.g. packs the weights for a CPU kernel.
   void PrepareForInference() override {}
   // Drops what PrepareForInference built, when another layer serves in this
@@ -85,6 +90,7 @@ class FloatLinear : public Linear {
   void ReleaseInferenceState() override;
   int64_t in_features() const override { return weight_.size(1); }
   int64_t out_features() const override { return weight_.size(0); }
+  torch::Tensor DenseWeight() override { return weight_.to(torch::kFloat32); }
 
   const torch::Tensor& weight() const { return weight_; }
   torch::Tensor& mutable_weight() { return weight_; }

@@ -118,6 +118,11 @@ torch::Tensor PqLinear::DecodedWeight(const torch::Tensor& like) {
   return weight_cache_;
 }
 
+torch::Tensor PqLinear::DenseWeight() {
+  torch::NoGradGuard no_grad;
+  return pq::DecodeRows(FloatCentroids().to(torch::kFloat32), UnpackedCodes(), RowBucketIndex());
+}
+
 void PqLinear::PrepareForInference() {
   torch::NoGradGuard no_grad;
   packed_.reset();

@@ -69,6 +69,7 @@ class PqLinear : public Linear {
   void PrepareForInference() override;
   int64_t in_features() const override { return layout_.in_features; }
   int64_t out_features() const override { return layout_.out_features; }
+  torch::Tensor DenseWeight() override;
   // Checks the loaded values (codes below K, bucket layout, scales); the
   // loader calls it after copying the weights and names file and layer.
   absl::Status ValidateWeights() const;

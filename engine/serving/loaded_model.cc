@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "model/dequantize.h"
 #include "model/model_io.h"
 
 namespace quantmt {
@@ -54,6 +55,11 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> PlaceModel(std::shared_ptr<Transfor
                                                         const std::string& model_dir) {
   ASSIGN_OR_RETURN(torch::ScalarType dtype, ComputeType(options.compute_type, options.device));
   ASSIGN_OR_RETURN(torch::Device device, DeviceFor(options));
+  const std::string scheme = transformer->config().quantization.scheme;  // of the checkpoint
+  if (device.is_cuda() && scheme != "none") {
+    // Compressed checkpoints run as float models on the GPU (why: model/dequantize.h).
+    ASSIGN_OR_RETURN(transformer, DequantizeTransformer(*transformer));
+  }
   try {
     transformer->to(device, dtype);
     PrepareForInference(*transformer);  // e.g. packs weights for the CPU kernels
@@ -68,7 +74,7 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> PlaceModel(std::shared_ptr<Transfor
   info.model_dir = model_dir;
   info.source_language = config.source_language;
   info.target_language = config.target_language;
-  info.quantization = config.quantization.scheme;
+  info.quantization = scheme;
   info.compute_type = dtype == torch::kFloat32   ? "float32"
                       : dtype == torch::kFloat16 ? "float16"
                                                  : "bfloat16";

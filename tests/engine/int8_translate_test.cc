@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "model/dequantize.h"
 #include "model/model_io.h"
 #include "quantmt/engine/translator.h"
 #include "tiny_model.h"
@@ -57,8 +58,8 @@ class Int8TranslateTest : public ::testing::Test {
   }
 
   static std::vector<std::vector<int>> Translate(const std::string& model_dir,
-                                                 const std::vector<std::string>& sentences) {
-    TranslatorOptions options;
+                                                 const std::vector<std::string>& sentences,
+                                                 TranslatorOptions options = {}) {
     options.num_threads = 2;
     auto translator = Translator::Create(model_dir, options);
     EXPECT_TRUE(translator.ok()) << translator.status();
@@ -73,14 +74,34 @@ class Int8TranslateTest : public ::testing::Test {
     return tokens;
   }
 
+  // The float model quantized by the tool, once per test program.
+  static std::string QuantizedDir() {
+    const fs::path out = *dir_ / "int8";
+    if (!fs::exists(out / "model.safetensors")) {
+      EXPECT_TRUE(RunCommand(std::string(QUANTMT_QUANTIZE_BIN) + " --model " +
+                             (*dir_ / "float").string() + " --output " + out.string()));
+    }
+    return out.string();
+  }
+
+  static const std::vector<std::string>& Sentences() {
+    static const std::vector<std::string> sentences = {"ein Hund rennt über die Wiese",
+                                                       "die Katze schläft auf dem Sofa",
+                                                       "zwei Männer spielen",
+                                                       "Fußball",
+                                                       "ein Hund",
+                                                       "die Katze rennt",
+                                                       "dem Sofa über",
+                                                       "Männer spielen Fußball"};
+    return sentences;
+  }
+
   static fs::path* dir_;
 };
 fs::path* Int8TranslateTest::dir_ = nullptr;
 
 TEST_F(Int8TranslateTest, QuantizedModelTranslatesLikeTheFloatModel) {
-  const std::string out = (*dir_ / "int8").string();
-  ASSERT_TRUE(RunCommand(std::string(QUANTMT_QUANTIZE_BIN) + " --model " +
-                         (*dir_ / "float").string() + " --output " + out));
+  const std::string out = QuantizedDir();
   ASSERT_TRUE(fs::exists(fs::path(out) / "spm.model"));
   auto config = ReadModelConfig(out);
   ASSERT_TRUE(config.ok()) << config.status();
@@ -90,14 +111,7 @@ TEST_F(Int8TranslateTest, QuantizedModelTranslatesLikeTheFloatModel) {
   EXPECT_LT(fs::file_size(fs::path(out) / "model.safetensors"),
             fs::file_size(*dir_ / "float" / "model.safetensors") / 2);
 
-  const std::vector<std::string> sentences = {"ein Hund rennt über die Wiese",
-                                              "die Katze schläft auf dem Sofa",
-                                              "zwei Männer spielen",
-                                              "Fußball",
-                                              "ein Hund",
-                                              "die Katze rennt",
-                                              "dem Sofa über",
-                                              "Männer spielen Fußball"};
+  const std::vector<std::string>& sentences = Sentences();
   auto reference = Translate((*dir_ / "float").string(), sentences);
   auto quantized = Translate(out, sentences);
   ASSERT_EQ(reference.size(), quantized.size());
@@ -114,6 +128,32 @@ TEST_F(Int8TranslateTest, QuantizedModelTranslatesLikeTheFloatModel) {
   ASSERT_GT(total, 0u);
   std::cout << "int8 agrees with float on " << agreeing << "/" << total << " tokens\n";
   EXPECT_GE(agreeing * 10, total * 7);
+}
+
+// On a GPU an int8 model runs as its float twin (model/dequantize.h) on the
+// CUDA graph decoder: the same greedy tokens as the twin, saved as a float
+// checkpoint, gives on the CPU.
+TEST_F(Int8TranslateTest, OnTheGpuTranslatesAsItsFloatTwinOnTheCpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const std::string int8_dir = QuantizedDir();
+  const fs::path twin_dir = *dir_ / "twin";
+  fs::create_directories(twin_dir);
+  fs::copy_file(fs::path(int8_dir) / "spm.model", twin_dir / "spm.model",
+                fs::copy_options::overwrite_existing);
+  auto int8_model = LoadTransformer(int8_dir);
+  ASSERT_TRUE(int8_model.ok()) << int8_model.status();
+  auto twin = DequantizeTransformer(**int8_model);
+  ASSERT_TRUE(twin.ok()) << twin.status();
+  ASSERT_TRUE(SaveModelDirectory(twin_dir.string(), (*twin)->config(), **twin).ok());
+
+  TranslatorOptions gpu;
+  gpu.device = DeviceKind::kCuda;
+  gpu.compute_type = "float32";
+  auto translator = Translator::Create(int8_dir, gpu);
+  ASSERT_TRUE(translator.ok()) << translator.status();
+  EXPECT_EQ((*translator)->info().quantization, "int8_dynamic");
+  EXPECT_EQ((*translator)->info().device, "cuda:0");
+  EXPECT_EQ(Translate(int8_dir, Sentences(), gpu), Translate(twin_dir.string(), Sentences()));
 }
 
 TEST_F(Int8TranslateTest, ToolRefusesAModelThatIsNotThere) {
