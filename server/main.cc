@@ -29,11 +29,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ConfigError& e) {
-    // CLI11 says "INI was not able to parse KEY" for an unknown key.
-    std::fprintf(stderr,
-                 "quantmt-server: --config %s: %s: the keys are the flag names without the "
-                 "leading -- (see --help)\n",
-                 app.get_config_ptr()->as<std::string>().c_str(), e.what());
+    std::fprintf(stderr, "quantmt-server: %s\n",
+                 ConfigFileError(app.get_config_ptr()->as<std::string>(), e.what()).c_str());
     return 2;
   } catch (const CLI::ParseError& e) {
     return app.exit(e);

@@ -7,7 +7,6 @@
 namespace quantmt {
 
 ThreadPlan PlanCpuThreads(int hardware_threads, int replicas, int threads_per_replica) {
-  constexpr int kMaxAutomaticThreads = 4;
   const int hardware = std::max(1, hardware_threads);
   ThreadPlan plan;
   if (replicas > 0 && threads_per_replica > 0) {
@@ -20,9 +19,9 @@ ThreadPlan PlanCpuThreads(int hardware_threads, int replicas, int threads_per_re
     plan.threads_per_replica = threads_per_replica;
     plan.replicas = std::max(1, hardware / threads_per_replica);
   } else {
-    // At least two replicas where there are two cores: see cpu_threads.h.
-    plan.threads_per_replica = std::clamp(hardware / 2, 1, kMaxAutomaticThreads);
-    plan.replicas = std::max(1, hardware / plan.threads_per_replica);
+    // A replica per core: see cpu_threads.h.
+    plan.threads_per_replica = 1;
+    plan.replicas = hardware;
   }
   return plan;
 }

@@ -9,13 +9,14 @@
 // own value first thing, so models with different settings do not mix.)
 //
 // Defaults: decoder steps are many small ops (a 0.6-2 us LibTorch op floor,
-// small matrices), which stop scaling after a few threads, and every
-// parallel region wakes sleeping workers (20-25 us each on a 2-vCPU virtual
-// machine, about 40 regions a step). So the automatic plan gives each
-// replica half the cores, at most 4 threads, and adds replicas for the rest:
-// 2 hardware threads -> 2 replicas x 1 thread; 8 -> 2 x 4; 64 -> 16 x 4.
-// Idle replicas split a large request between them (request_queue.h), so a
-// single request still uses every replica.
+// small matrices) that scale poorly over threads, and every parallel region
+// wakes sleeping workers (20-25 us each on a 2-vCPU virtual machine, about
+// 40 regions a step). So the automatic plan is one replica of one thread
+// per hardware thread: measured on 2 and 16 cores, it beat every plan with
+// fewer, wider replicas in throughput and matched them in latency at
+// moderate load (docs/serving.md, Threads). Idle replicas split a large
+// request between them (request_queue.h), so a single request still uses
+// every replica.
 #pragma once
 
 namespace quantmt {

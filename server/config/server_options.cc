@@ -78,6 +78,27 @@ void AddServerFlags(CLI::App& app, ServerOptions* o) {
           "On SIGTERM: time to finish accepted requests, s");
 }
 
+std::string ConfigFileError(const std::string& path, const std::string& what) {
+  const std::string keys =
+      "the keys are the flag names without the leading --, at the top level of the file (see "
+      "--help)";
+  constexpr std::string_view kUnparsed = "INI was not able to parse ";
+  if (what.rfind(kUnparsed, 0) != 0) return absl::StrCat("--config ", path, ": ", what);
+  std::string item = what.substr(kUnparsed.size());
+  // CLI11 names a [section] header "SECTION.++" and a key inside one
+  // "SECTION.KEY".
+  constexpr std::string_view kSection = ".++";
+  if (item.size() > kSection.size() &&
+      item.compare(item.size() - kSection.size(), kSection.size(), kSection) == 0) {
+    item.resize(item.size() - kSection.size());
+    return absl::StrCat("--config ", path, ": section [", item, "] is not a setting: ", keys);
+  }
+  if (!item.empty() && item.front() == '[') {
+    return absl::StrCat("--config ", path, ": cannot read the line '", item, "': ", keys);
+  }
+  return absl::StrCat("--config ", path, ": unknown key '", item, "': ", keys);
+}
+
 absl::Status ValidateServerOptions(const ServerOptions& o) {
   RETURN_IF_ERROR(CheckRange("port", o.port, 0, 65535));
   RETURN_IF_ERROR(CheckRange("metrics_port", o.metrics_port, -1, 65535));

@@ -49,6 +49,11 @@ struct ServerOptions {
 // writing into `options`. Parse with app.parse(), then ValidateServerOptions.
 void AddServerFlags(CLI::App& app, ServerOptions* options);
 
+// What to tell a person whose --config file CLI11 refused with `what`
+// ("INI was not able to parse server.++" for a [server] section): names the
+// file and the line's key, and says what the file should hold.
+std::string ConfigFileError(const std::string& path, const std::string& what);
+
 // InvalidArgument naming the first setting out of range.
 absl::Status ValidateServerOptions(const ServerOptions& options);
 

@@ -10,10 +10,10 @@ namespace {
 TEST(EngineThreadsTest, AutomaticPlanUsesEveryCoreWithFewThreadsPerReplica) {
   EXPECT_EQ(PlanCpuThreads(2, 0, 0).replicas, 2);
   EXPECT_EQ(PlanCpuThreads(2, 0, 0).threads_per_replica, 1);
-  EXPECT_EQ(PlanCpuThreads(8, 0, 0).replicas, 2);
-  EXPECT_EQ(PlanCpuThreads(8, 0, 0).threads_per_replica, 4);
-  EXPECT_EQ(PlanCpuThreads(64, 0, 0).replicas, 16);
-  EXPECT_EQ(PlanCpuThreads(64, 0, 0).threads_per_replica, 4);
+  EXPECT_EQ(PlanCpuThreads(16, 0, 0).replicas, 16);
+  EXPECT_EQ(PlanCpuThreads(16, 0, 0).threads_per_replica, 1);
+  EXPECT_EQ(PlanCpuThreads(64, 0, 0).replicas, 64);
+  EXPECT_EQ(PlanCpuThreads(64, 0, 0).threads_per_replica, 1);
   EXPECT_EQ(PlanCpuThreads(1, 0, 0).replicas, 1);
   EXPECT_EQ(PlanCpuThreads(0, 0, 0).threads_per_replica, 1) << "unknown core count";
 }

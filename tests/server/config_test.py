@@ -140,6 +140,15 @@ class BadConfigFileTest(unittest.TestCase):
         self.assertIn(f"--config {path}", message)
         self.assertIn("max_sentencez", message)
 
+    def test_section(self):
+        path = os.path.join(WORK_DIR, "section.toml")
+        with open(path, "w") as f:
+            f.write("[server]\nport = 0\n")
+        message, _ = self.start_with("section.toml", None)
+        self.assertIn(f"--config {path}: section [server] is not a setting", message)
+        self.assertIn("at the top level of the file", message)
+        self.assertNotIn("++", message)
+
     def test_wrong_type(self):
         message, _ = self.start_with("wrong_type.toml", {"max_sentences": "many"})
         self.assertIn("--max_sentences", message)

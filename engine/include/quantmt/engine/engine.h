@@ -76,9 +76,9 @@ struct ModelSpec {
   TranslatorOptions executor;
   // Workers decoding in parallel, each with its own running batch, sharing
   // one copy of the weights; idle replicas split large requests. 0:
-  // automatic; on CPU replicas of half the cores, at most 4 threads each
-  // (2 cores: 2 replicas x 1 thread; 64 cores: 16 x 4), because decoder
-  // steps are too small to use many threads well; on CUDA 1.
+  // automatic; on CPU one replica of one thread per hardware thread,
+  // because decoder steps are too small to use many threads well (measured
+  // on 2 and 16 cores: serving/cpu_threads.h); on CUDA 1.
   int replicas = 0;
   SchedulerOptions scheduler;
 };
