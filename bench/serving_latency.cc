@@ -9,6 +9,7 @@
 // layers, d_model 512, FFN 2048, vocabulary 8000), or --model_dir. Output
 // lengths are fixed (min = max decoding length) so both modes do the same
 // work whatever the weights.
+#include <sys/resource.h>
 #include <torch/torch.h>
 
 #include <CLI/CLI.hpp>
@@ -245,5 +246,11 @@ int main(int argc, char** argv) {
       std::printf("  %d failed: %s\n", count, message.c_str());
     }
   }
+  // Replicas keep what their batches freed for reuse (allocator_tuning.h):
+  // the peak is what a server running this load holds.
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  std::printf("peak RSS: %ld MB (the whole process: weights, caches, buffers)\n",
+              usage.ru_maxrss / 1024);
   return 0;
 }

@@ -41,11 +41,10 @@ void AddServerFlags(CLI::App& app, ServerOptions* o) {
   AddFlag(app, "data_dir", o->data_dir, "Corpus root for Evaluate: DOMAIN/test*.{src,tgt}");
   AddFlag(app, "device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   AddFlag(app, "cuda_graphs", o->cuda_graphs,
-          "With --device cuda, float models decode greedy requests on CUDA graphs (false: op "
-          "by op)");
+          "With --device cuda, greedy requests decode on CUDA graphs (false: op by op)");
   AddFlag(app, "threads", o->threads,
-          "Intra-op threads per replica (0: automatic; with --replicas 0, replicas of half the "
-          "cores, at most 4 threads each)");
+          "Intra-op threads per replica (0: automatic; with --replicas 0, one replica of one "
+          "thread per core)");
   AddFlag(app, "replicas", o->replicas, "Decoding workers per model (0: automatic)");
   AddFlag(app, "max_queued_sentences", o->max_queued_sentences,
           "Per model; beyond it requests are refused with RESOURCE_EXHAUSTED");
