@@ -37,6 +37,7 @@ struct Workload {
   double long_fraction = 0.2;
   int short_source = 10, short_target = 10;
   int long_source = 60, long_target = 120;
+  int beam_size = 1;  // every request's
 };
 
 struct Arrival {
@@ -86,7 +87,7 @@ RunResult Run(quantmt::Engine& engine, const std::vector<Arrival>& arrivals, con
     std::this_thread::sleep_until(start + std::chrono::duration<double>(arrival.at_seconds));
     quantmt::TranslationRequest request;
     request.source_ids.assign(w.sentences, arrival.source);
-    request.options.beam_size = 1;
+    request.options.beam_size = w.beam_size;
     const int target = arrival.is_long ? w.long_target : w.short_target;
     request.options.min_decoding_length = request.options.max_decoding_length = target;
     const auto submitted = Clock::now();
@@ -134,6 +135,9 @@ int main(int argc, char** argv) {
   app.add_option("--short_target", w.short_target)->capture_default_str();
   app.add_option("--long_source", w.long_source)->capture_default_str();
   app.add_option("--long_target", w.long_target)->capture_default_str();
+  app.add_option("--beam_size", w.beam_size, "Beam search width of every request (1: greedy)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   app.add_option("--threads", threads, "Intra-op threads per replica (0: the server's plan)")
       ->capture_default_str();
   app.add_option("--replicas", replicas, "Replicas (0: the server's plan)")->capture_default_str();
@@ -193,9 +197,9 @@ int main(int argc, char** argv) {
 
   std::printf(
       "quantmt serving latency: %d requests of %d sentence(s) at %.1f/s (%s), %.0f%% long; "
-      "short %d->%d tokens, long %d->%d; %s; %s %s%s; LibTorch %s\n",
+      "short %d->%d tokens, long %d->%d; beam %d; %s; %s %s%s; LibTorch %s\n",
       w.requests, w.sentences, w.rate, w.poisson ? "Poisson" : "fixed rate", w.long_fraction * 100,
-      w.short_source, w.short_target, w.long_source, w.long_target,
+      w.short_source, w.short_target, w.long_source, w.long_target, w.beam_size,
       model_dir.empty() ? (int8 ? "random INT8" : "random weights") : model_dir.c_str(),
       device.c_str(), compute_type.c_str(),
       device == "cuda" ? (cuda_graphs ? ", CUDA graphs" : ", op by op") : "", TORCH_VERSION);

@@ -85,11 +85,16 @@ std::unique_ptr<BatchDecoder> MakeBatchDecoder(Transformer& model, const torch::
   if (!device.is_cuda() || !cuda_graphs) return general;
   CudaBatchDecoderOptions options;
   options.max_rows = max_rows;
-  options.max_cache_bytes = max_cache_bytes;
-  // Quantized models (and builds without CUDA) keep the general decoder.
-  auto graphs = CreateCudaBatchDecoder(model, options);
-  if (!graphs.ok()) return general;
-  return MakeSplitBatchDecoder(std::move(*graphs), std::move(general));
+  // Greedy and beam search hold buffers of their own: half the bound each.
+  options.max_cache_bytes = max_cache_bytes > 0 ? std::max<int64_t>(1, max_cache_bytes / 2) : 0;
+  // Models the graphs cannot run (and builds without CUDA) keep the general
+  // decoder.
+  auto greedy = CreateCudaBatchDecoder(model, options);
+  if (!greedy.ok()) return general;
+  options.beam_search = true;
+  auto beams = CreateCudaBatchDecoder(model, options);
+  if (!beams.ok()) return MakeSplitBatchDecoder(std::move(*greedy), std::move(general));
+  return MakeSplitBatchDecoder(std::move(*greedy), std::move(*beams));
 }
 
 }  // namespace quantmt

@@ -2,7 +2,7 @@
 // sentences joining (Add) and leaving (finished, RemoveIf) between steps: what
 // a serving replica drives. StepDecoder (step_decoder.h) is the general one
 // (greedy and beam search, any device and precision); CUDA float models also
-// have a greedy one on CUDA graphs (cuda_batch_decoder.h). MakeBatchDecoder
+// have one on CUDA graphs (cuda_batch_decoder.h). MakeBatchDecoder
 // picks for a model.
 //
 // Thread-compatible: one thread drives a decoder; several decoders may share
@@ -67,8 +67,8 @@ class BatchDecoder {
 };
 
 // The decoder for a replica of `model` on `device`: with `cuda_graphs`, on a
-// CUDA device with a float model, greedy sentences run on CUDA graphs and
-// beam search on StepDecoder; otherwise StepDecoder. `max_rows` (the
+// CUDA device with a float model, greedy and beam search sentences run on
+// CUDA graphs (two CudaBatchDecoders); otherwise StepDecoder. `max_rows` (the
 // scheduler's batch) and `max_cache_bytes` (0: no bound) size the graph
 // decoder's preallocated cache.
 std::unique_ptr<BatchDecoder> MakeBatchDecoder(Transformer& model, const torch::Device& device,

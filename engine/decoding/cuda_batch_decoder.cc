@@ -15,6 +15,7 @@
 #include <tuple>
 #include <utility>
 
+#include "decoding/beam_groups.h"
 #include "decoding/cuda_step_ops.h"
 
 namespace quantmt {
@@ -25,6 +26,9 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // for the fused attention kernels); rows in multiples of kRowAlign.
 constexpr int64_t kAlign = 16;
 constexpr int64_t kRowAlign = 8;
+// Beam search: the largest beam taken, and so the most candidates a row
+// offers a step (2 x beam, as StepDecoder's top-k).
+constexpr int64_t kMaxBeam = 64;
 
 int64_t RoundUp(int64_t n, int64_t multiple) { return (n + multiple - 1) / multiple * multiple; }
 
@@ -44,12 +48,21 @@ struct Row {
   float log_prob = 0.0f;
 };
 
+// One beam-search sentence; it owns group.beam consecutive rows.
+struct BeamSentence {
+  BeamGroup group;
+  int64_t source_length = 0;
+};
+
 // The static buffers a step reads and writes (at full capacity: steps run
 // on views of their front), and the step's results copied to the host.
 struct Buffers {
   int64_t rows = 0, sources = 0, slots = 0;  // capacities
   StepBuffers step;
   torch::Tensor host_tokens, host_log_probs;  // pinned [rows]
+  // Beam search: step.top_tokens / top_log_probs [rows, candidates], and
+  // pinned copies.
+  torch::Tensor host_top_tokens, host_top_log_probs;
 };
 
 class CudaBatchDecoderImpl : public BatchDecoder {
@@ -63,6 +76,9 @@ class CudaBatchDecoderImpl : public BatchDecoder {
         device_(ops_.weights().embedding.device()),
         stream_(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device_.index())),
         pool_(at::cuda::graph_pool_handle()) {
+    if (options_.beam_search) {
+      max_candidates_ = std::min<int64_t>(2 * kMaxBeam, ops_.weights().output.size(0));
+    }
     bytes_per_position_ = 0;
     const int64_t element_size = ops_.weights().embedding.element_size();
     for (const LayerWeights& w : ops_.weights().layers) {
@@ -79,12 +95,15 @@ class CudaBatchDecoderImpl : public BatchDecoder {
   void ForEachBestPrefix(const std::function<void(int64_t id, const std::vector<int64_t>& tokens)>&
                              visit) const override {
     for (const Row& row : rows_) visit(row.id, row.tokens);
+    // Beams are kept in score order: the first is the best.
+    for (const BeamSentence& s : sentences_) visit(s.group.id, s.group.beams[0]);
   }
-  bool empty() const override { return rows_.empty(); }
-  int64_t rows() const override { return static_cast<int64_t>(rows_.size()); }
+  bool empty() const override { return rows_.empty() && sentences_.empty(); }
+  int64_t rows() const override { return live_rows(); }
   int64_t padded_source_length() const override {
     int64_t longest = 0;
     for (const Row& row : rows_) longest = std::max(longest, row.source_length);
+    for (const BeamSentence& s : sentences_) longest = std::max(longest, s.source_length);
     return longest;
   }
   int64_t context_tokens() const override {
@@ -92,11 +111,17 @@ class CudaBatchDecoderImpl : public BatchDecoder {
     for (const Row& row : rows_) {
       tokens += row.source_length + static_cast<int64_t>(row.tokens.size());
     }
+    for (const BeamSentence& s : sentences_) {
+      tokens += s.group.beam * (s.source_length + s.group.step);
+    }
     return tokens;
   }
   int64_t max_target_length() const override {
     int64_t longest = 0;
     for (const Row& row : rows_) longest = std::max<int64_t>(longest, row.options.max_length);
+    for (const BeamSentence& s : sentences_) {
+      longest = std::max<int64_t>(longest, s.group.options.max_length);
+    }
     return longest;
   }
   int64_t cache_bytes() const override {
@@ -104,15 +129,33 @@ class CudaBatchDecoderImpl : public BatchDecoder {
   }
 
  private:
+  // Buffer rows in use: one per greedy sentence, beam per beam sentence.
+  int64_t live_rows() const {
+    return options_.beam_search ? beam_rows_ : static_cast<int64_t>(rows_.size());
+  }
+  // Checks `inputs` against this decoder's kind and the model; returns the
+  // rows they take.
+  int64_t CheckInputs(const std::vector<DecodeInput>& inputs) const;
+  // Beam search: the step for every sentence, and the rows' new order.
+  std::vector<DecodeOutput> StepBeams();
+  // Row i of the buffers takes the state of row from[i] (i < from.size());
+  // rows from from.size() to previous_live become idle. Within a sentence only the
+  // self-attention caches differ, so `whole_rows` false moves only those.
+  void Gather(const std::vector<int64_t>& from, int64_t previous_live, bool whole_rows,
+              int64_t slots);
   // Makes the buffers hold `rows` rows, `sources` source positions and
   // `slots` target slots, keeping the live rows' state.
   void Reserve(int64_t rows, int64_t sources, int64_t slots);
   // Fresh buffers: every row idle.
   Buffers Allocate(int64_t rows, int64_t sources, int64_t slots) const;
   // Views of the front of the buffers: `rows` rows, `sources` source
-  // positions, `slots` target slots.
-  StepBuffers Views(int64_t rows, int64_t sources, int64_t slots);
-  at::cuda::CUDAGraph* Graph(int64_t rows, int64_t sources, int64_t slots);
+  // positions, `slots` target slots, and (beam search) `candidates` best
+  // tokens per row.
+  StepBuffers Views(int64_t rows, int64_t sources, int64_t slots, int64_t candidates);
+  // Runs one step over those views: replays (or captures) its graph, or
+  // launches it op by op.
+  void RunStep(int64_t rows, int64_t sources, int64_t slots, int64_t candidates);
+  at::cuda::CUDAGraph* Graph(int64_t rows, int64_t sources, int64_t slots, int64_t candidates);
   void DropGraphs();
   // Removes the rows whose index `dead` marks; the last live rows fill the
   // holes, so live rows stay packed at the front.
@@ -130,9 +173,13 @@ class CudaBatchDecoderImpl : public BatchDecoder {
   GraphPool pool_;  // shared by this decoder's graphs
   int64_t bytes_per_position_ = 0;
 
-  std::vector<Row> rows_;  // live rows, in buffer order
+  std::vector<Row> rows_;                // greedy: live rows, in buffer order
+  std::vector<BeamSentence> sentences_;  // beam search: in buffer order
+  int64_t beam_rows_ = 0;                // rows they take
+  int64_t max_candidates_ = 0;           // per row in the buffers (beam search)
   Buffers buffers_;
-  std::map<std::tuple<int64_t, int64_t, int64_t>, std::unique_ptr<at::cuda::CUDAGraph>> graphs_;
+  std::map<std::tuple<int64_t, int64_t, int64_t, int64_t>, std::unique_ptr<at::cuda::CUDAGraph>>
+      graphs_;
 };
 
 void CudaBatchDecoderImpl::Reserve(int64_t rows, int64_t sources, int64_t slots) {
@@ -163,7 +210,7 @@ void CudaBatchDecoderImpl::Reserve(int64_t rows, int64_t sources, int64_t slots)
   // All new buffers exist before anything changes: should an allocation
   // fail, the batch and its graphs are as they were.
   Buffers next = Allocate(new_rows, new_sources, new_slots);
-  const int64_t live = static_cast<int64_t>(rows_.size());
+  const int64_t live = live_rows();
   if (live > 0) {
     // The live rows' state; along `dim` (when given) the common extent.
     auto copy = [&](const torch::Tensor& from, const torch::Tensor& to, int64_t dim) {
@@ -201,10 +248,18 @@ Buffers CudaBatchDecoderImpl::Allocate(int64_t rows, int64_t sources, int64_t sl
   b.step = ops_.Allocate(rows, sources, slots);
   b.host_tokens = torch::zeros({rows}, torch::dtype(torch::kLong).pinned_memory(true));
   b.host_log_probs = torch::zeros({rows}, torch::dtype(torch::kFloat).pinned_memory(true));
+  if (options_.beam_search) {
+    const int64_t k = max_candidates_;
+    b.step.top_tokens = torch::zeros({rows, k}, b.step.best_tokens.options());
+    b.step.top_log_probs = torch::zeros({rows, k}, b.step.best_log_probs.options());
+    b.host_top_tokens = torch::zeros({rows, k}, torch::dtype(torch::kLong).pinned_memory(true));
+    b.host_top_log_probs = torch::zeros({rows, k}, torch::dtype(torch::kFloat).pinned_memory(true));
+  }
   return b;
 }
 
-StepBuffers CudaBatchDecoderImpl::Views(int64_t rows, int64_t sources, int64_t slots) {
+StepBuffers CudaBatchDecoderImpl::Views(int64_t rows, int64_t sources, int64_t slots,
+                                        int64_t candidates) {
   StepBuffers b;
   b.tokens = buffers_.step.tokens.narrow(0, 0, rows);
   b.positions = buffers_.step.positions.narrow(0, 0, rows);
@@ -221,20 +276,35 @@ StepBuffers CudaBatchDecoderImpl::Views(int64_t rows, int64_t sources, int64_t s
   }
   b.best_tokens = buffers_.step.best_tokens.narrow(0, 0, rows);
   b.best_log_probs = buffers_.step.best_log_probs.narrow(0, 0, rows);
+  if (candidates > 0) {
+    b.top_tokens = buffers_.step.top_tokens.narrow(0, 0, rows).narrow(1, 0, candidates);
+    b.top_log_probs = buffers_.step.top_log_probs.narrow(0, 0, rows).narrow(1, 0, candidates);
+  }
   // Positions only grow for live rows, which leave at their max_length
   // (at most the slot capacity): the clamp only guards the buffers.
   b.max_position = buffers_.slots - 1;
   return b;
 }
 
-at::cuda::CUDAGraph* CudaBatchDecoderImpl::Graph(int64_t rows, int64_t sources, int64_t slots) {
-  const auto key = std::make_tuple(rows, sources, slots);
+void CudaBatchDecoderImpl::RunStep(int64_t rows, int64_t sources, int64_t slots,
+                                   int64_t candidates) {
+  if (options_.capture_graphs) {
+    Graph(rows, sources, slots, candidates)->replay();
+  } else {
+    StepBuffers views = Views(rows, sources, slots, candidates);
+    ops_.Step(views);
+  }
+}
+
+at::cuda::CUDAGraph* CudaBatchDecoderImpl::Graph(int64_t rows, int64_t sources, int64_t slots,
+                                                 int64_t candidates) {
+  const auto key = std::make_tuple(rows, sources, slots, candidates);
   auto found = graphs_.find(key);
   if (found != graphs_.end()) return found->second.get();
   if (static_cast<int64_t>(graphs_.size()) >= std::max<int64_t>(1, options_.max_graphs)) {
     DropGraphs();
   }
-  StepBuffers views = Views(rows, sources, slots);
+  StepBuffers views = Views(rows, sources, slots, candidates);
   // Capturing runs the step once first; it must not move the batch on.
   // (It also writes this step's keys and values, which the real step
   // writes again, the same.)
@@ -263,41 +333,64 @@ void CudaBatchDecoderImpl::MakeIdle(int64_t begin, int64_t end) {
   buffers_.step.cross_mask.narrow(0, begin, count).zero_();
 }
 
-void CudaBatchDecoderImpl::Add(const std::vector<DecodeInput>& inputs) {
-  if (inputs.empty()) return;
-  torch::NoGradGuard no_grad;
-  c10::cuda::CUDAStreamGuard on_stream(stream_);
-  int64_t longest_source = 0, longest_target = 1;
+int64_t CudaBatchDecoderImpl::CheckInputs(const std::vector<DecodeInput>& inputs) const {
+  int64_t rows = 0;
   for (const DecodeInput& input : inputs) {
-    if (input.options.beam_size > 1 || input.options.num_hypotheses > 1) {
-      throw std::invalid_argument("the CUDA batch decoder runs greedy search only");
+    const bool greedy = input.options.beam_size <= 1 && input.options.num_hypotheses <= 1;
+    if (!options_.beam_search && !greedy) {
+      throw std::invalid_argument("this CUDA batch decoder runs greedy search only");
+    }
+    if (options_.beam_search &&
+        (input.options.beam_size < 2 || input.options.beam_size > kMaxBeam ||
+         input.options.num_hypotheses < 1 ||
+         input.options.num_hypotheses > input.options.beam_size)) {
+      throw std::invalid_argument("this CUDA batch decoder runs beam search with beam_size 2.." +
+                                  std::to_string(kMaxBeam) + " and 1..beam_size hypotheses only");
     }
     if (input.options.max_length > config_.max_target_positions) {
       throw std::invalid_argument(
           "max_length " + std::to_string(input.options.max_length) + " exceeds the model's " +
           std::to_string(config_.max_target_positions) + " target positions");
     }
+    rows += options_.beam_search ? input.options.beam_size : 1;
+  }
+  return rows;
+}
+
+void CudaBatchDecoderImpl::Add(const std::vector<DecodeInput>& inputs) {
+  if (inputs.empty()) return;
+  torch::NoGradGuard no_grad;
+  c10::cuda::CUDAStreamGuard on_stream(stream_);
+  const int64_t count = CheckInputs(inputs);
+  int64_t longest_source = 0, longest_target = 1;
+  for (const DecodeInput& input : inputs) {
     longest_source = std::max<int64_t>(longest_source, static_cast<int64_t>(input.source.size()));
     longest_target = std::max<int64_t>(longest_target, input.options.max_length);
   }
-  for (const Row& row : rows_) {
-    longest_source = std::max(longest_source, row.source_length);
-    longest_target = std::max<int64_t>(longest_target, row.options.max_length);
-  }
-  const int64_t first = static_cast<int64_t>(rows_.size());
-  const int64_t count = static_cast<int64_t>(inputs.size());
+  longest_source = std::max(longest_source, padded_source_length());
+  longest_target = std::max(longest_target, max_target_length());
+  const int64_t first = live_rows();
   Reserve(first + count, longest_source, longest_target);
 
   // Rows [first, first + count) are idle until the end: a throw below
   // leaves the batch as it was.
   std::vector<std::vector<int64_t>> sources;
-  std::vector<int64_t> min_lengths;
+  std::vector<int64_t> min_lengths, rows_per_input;
   for (const DecodeInput& input : inputs) {
     sources.push_back(input.source);
-    min_lengths.push_back(input.options.min_length);
+    const int64_t beams = options_.beam_search ? input.options.beam_size : 1;
+    rows_per_input.push_back(beams);
+    min_lengths.insert(min_lengths.end(), beams, input.options.min_length);
   }
   EncoderOutput encoded = model_.Encode(PadSources(sources, config_.pad_id, device_));
-  const int64_t length = encoded.memory.size(1);
+  torch::Tensor memory = encoded.memory, memory_mask = encoded.memory_mask;
+  if (options_.beam_search) {
+    // Each beam row attends to its sentence's encoder output.
+    const torch::Tensor repeats = torch::tensor(rows_per_input, torch::kLong).to(device_);
+    memory = memory.repeat_interleave(repeats, 0);
+    memory_mask = memory_mask.repeat_interleave(repeats, 0);
+  }
+  const int64_t length = memory.size(1);
   std::vector<torch::Tensor> keys, values;
   for (size_t l = 0; l < buffers_.step.cross_keys.size(); ++l) {
     keys.push_back(buffers_.step.cross_keys[l].narrow(0, first, count).narrow(2, 0, length));
@@ -306,24 +399,31 @@ void CudaBatchDecoderImpl::Add(const std::vector<DecodeInput>& inputs) {
     buffers_.step.self_keys[l].narrow(0, first, count).zero_();
     buffers_.step.self_values[l].narrow(0, first, count).zero_();
   }
-  ops_.ProjectCross(encoded.memory, keys, values);
+  ops_.ProjectCross(memory, keys, values);
   torch::Tensor mask = buffers_.step.cross_mask.narrow(0, first, count);
   mask.fill_(kNegInf);
-  mask.narrow(3, 0, length).copy_(encoded.memory_mask);
+  mask.narrow(3, 0, length).copy_(memory_mask);
   buffers_.step.tokens.narrow(0, first, count).fill_(config_.bos_id);
   buffers_.step.positions.narrow(0, first, count).zero_();
   buffers_.step.min_length.narrow(0, first, count).copy_(torch::tensor(min_lengths, torch::kLong));
   buffers_.step.advance.narrow(0, first, count).fill_(1);
   for (const DecodeInput& input : inputs) {
+    const int64_t source_length = static_cast<int64_t>(input.source.size());
+    if (options_.beam_search) {
+      sentences_.push_back({BeamGroup::Start(input.id, input.options), source_length});
+      beam_rows_ += input.options.beam_size;
+      continue;
+    }
     Row row;
     row.id = input.id;
     row.options = input.options;
-    row.source_length = static_cast<int64_t>(input.source.size());
+    row.source_length = source_length;
     rows_.push_back(std::move(row));
   }
 }
 
 std::vector<DecodeOutput> CudaBatchDecoderImpl::Step() {
+  if (options_.beam_search) return StepBeams();
   std::vector<DecodeOutput> outputs;
   if (rows_.empty()) return outputs;
   torch::NoGradGuard no_grad;
@@ -337,12 +437,7 @@ std::vector<DecodeOutput> CudaBatchDecoderImpl::Step() {
   const int64_t rows = Bucket(live, 1, buffers_.rows);
   const int64_t sources = Bucket(longest_source, kAlign, buffers_.sources);
   const int64_t slots = Bucket(fed + 1, kAlign, buffers_.slots);
-  if (options_.capture_graphs) {
-    Graph(rows, sources, slots)->replay();
-  } else {
-    StepBuffers views = Views(rows, sources, slots);
-    ops_.Step(views);
-  }
+  RunStep(rows, sources, slots, 0);
   buffers_.host_tokens.narrow(0, 0, live)
       .copy_(buffers_.step.best_tokens.narrow(0, 0, live), /*non_blocking=*/true);
   buffers_.host_log_probs.narrow(0, 0, live)
@@ -377,8 +472,144 @@ std::vector<DecodeOutput> CudaBatchDecoderImpl::Step() {
   return outputs;
 }
 
+std::vector<DecodeOutput> CudaBatchDecoderImpl::StepBeams() {
+  std::vector<DecodeOutput> outputs;
+  if (sentences_.empty()) return outputs;
+  torch::NoGradGuard no_grad;
+  c10::cuda::CUDAStreamGuard on_stream(stream_);
+  const int64_t live = beam_rows_;
+  int64_t longest_source = 1, fed = 0, widest = 2;
+  for (const BeamSentence& s : sentences_) {
+    longest_source = std::max(longest_source, s.source_length);
+    fed = std::max(fed, s.group.step);
+    widest = std::max(widest, s.group.beam);
+  }
+  const int64_t rows = Bucket(live, 1, buffers_.rows);
+  const int64_t sources = Bucket(longest_source, kAlign, buffers_.sources);
+  const int64_t slots = Bucket(fed + 1, kAlign, buffers_.slots);
+  // At least 2 x beam per row: the sentence's best 2 x beam candidates are
+  // then among its rows' (each beam's score is one constant per row).
+  const int64_t candidates = Bucket(2 * widest, 4, max_candidates_);
+  RunStep(rows, sources, slots, candidates);
+  buffers_.host_top_tokens.narrow(0, 0, live)
+      .copy_(buffers_.step.top_tokens.narrow(0, 0, live), /*non_blocking=*/true);
+  buffers_.host_top_log_probs.narrow(0, 0, live)
+      .copy_(buffers_.step.top_log_probs.narrow(0, 0, live), /*non_blocking=*/true);
+  stream_.synchronize();
+  const int64_t stride = max_candidates_;
+  const int64_t* top_tokens = buffers_.host_top_tokens.data_ptr<int64_t>();
+  const float* top_log_probs = buffers_.host_top_log_probs.data_ptr<float>();
+  const int64_t vocab = ops_.weights().output.size(0);
+
+  std::vector<int64_t> from, next_tokens;  // the rows' new order, and their tokens
+  std::vector<BeamSentence> kept;
+  bool any_done = false;
+  std::vector<float> scores, best_scores;
+  std::vector<int64_t> indices, best_indices, order;
+  int64_t first = 0;
+  for (BeamSentence& sentence : sentences_) {
+    BeamGroup& group = sentence.group;
+    const int64_t beam = group.beam;
+    scores.clear();
+    indices.clear();
+    for (int64_t k = 0; k < beam; ++k) {
+      const int64_t row = first + k;
+      for (int64_t j = 0; j < candidates; ++j) {
+        scores.push_back(group.scores[k] + top_log_probs[row * stride + j]);
+        indices.push_back(k * vocab + top_tokens[row * stride + j]);
+      }
+    }
+    // The best 2 x beam, best first, as StepDecoder's top-k over beam x vocab.
+    const int64_t wanted = std::min<int64_t>(2 * beam, static_cast<int64_t>(scores.size()));
+    order.resize(scores.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+    std::partial_sort(order.begin(), order.begin() + wanted, order.end(),
+                      [&](int64_t a, int64_t b) { return scores[a] > scores[b]; });
+    best_scores.clear();
+    best_indices.clear();
+    for (int64_t i = 0; i < wanted; ++i) {
+      best_scores.push_back(scores[order[i]]);
+      best_indices.push_back(indices[order[i]]);
+    }
+    BeamChoice choice =
+        ChooseBeams(group, best_scores.data(), best_indices.data(), wanted, vocab, config_.eos_id);
+    if (choice.done) {
+      outputs.push_back({group.id, FinalHypotheses(std::move(group))});
+      any_done = true;
+    } else {
+      for (size_t k = 0; k < choice.origins.size(); ++k) {
+        from.push_back(first + choice.origins[k]);
+        next_tokens.push_back(choice.tokens[k]);
+      }
+      group.step += 1;
+      kept.push_back(std::move(sentence));
+    }
+    first += beam;
+  }
+  sentences_.swap(kept);
+  beam_rows_ = static_cast<int64_t>(from.size());
+  Gather(from, live, /*whole_rows=*/any_done, slots);
+  if (!next_tokens.empty()) {
+    buffers_.step.tokens.narrow(0, 0, beam_rows_).copy_(torch::tensor(next_tokens, torch::kLong));
+  }
+  return outputs;
+}
+
+void CudaBatchDecoderImpl::Gather(const std::vector<int64_t>& from, int64_t previous_live,
+                                  bool whole_rows, int64_t slots) {
+  const int64_t count = static_cast<int64_t>(from.size());
+  bool identity = true;
+  for (int64_t i = 0; i < count && identity; ++i) identity = from[i] == i;
+  if (!identity) {
+    const torch::Tensor source = torch::tensor(from, torch::kLong).to(device_);
+    // index_select copies first: rows may move both ways.
+    auto gather = [&](const torch::Tensor& buffer) {
+      buffer.narrow(0, 0, count).copy_(buffer.index_select(0, source));
+    };
+    for (size_t l = 0; l < buffers_.step.self_keys.size(); ++l) {
+      gather(buffers_.step.self_keys[l].narrow(2, 0, slots));
+      gather(buffers_.step.self_values[l].narrow(2, 0, slots));
+      if (!whole_rows) continue;
+      gather(buffers_.step.cross_keys[l]);
+      gather(buffers_.step.cross_values[l]);
+    }
+    if (whole_rows) {
+      gather(buffers_.step.tokens);
+      gather(buffers_.step.positions);
+      gather(buffers_.step.advance);
+      gather(buffers_.step.min_length);
+      gather(buffers_.step.cross_mask);
+    }
+  }
+  MakeIdle(count, previous_live);
+}
+
 std::vector<int64_t> CudaBatchDecoderImpl::RemoveIf(const std::function<bool(int64_t id)>& drop) {
   std::vector<int64_t> removed;
+  if (options_.beam_search) {
+    std::vector<int64_t> from;
+    std::vector<BeamSentence> kept;
+    int64_t first = 0;
+    for (BeamSentence& sentence : sentences_) {
+      const int64_t beam = sentence.group.beam;
+      if (drop(sentence.group.id)) {
+        removed.push_back(sentence.group.id);
+      } else {
+        for (int64_t k = 0; k < beam; ++k) from.push_back(first + k);
+        kept.push_back(std::move(sentence));
+      }
+      first += beam;
+    }
+    sentences_.swap(kept);  // kept holds every sentence left, moved
+    if (!removed.empty()) {
+      torch::NoGradGuard no_grad;
+      c10::cuda::CUDAStreamGuard on_stream(stream_);
+      const int64_t previous = beam_rows_;
+      beam_rows_ = static_cast<int64_t>(from.size());
+      Gather(from, previous, /*whole_rows=*/true, buffers_.slots);
+    }
+    return removed;
+  }
   std::vector<bool> dead(rows_.size(), false);
   for (size_t r = 0; r < rows_.size(); ++r) {
     if (!drop(rows_[r].id)) continue;

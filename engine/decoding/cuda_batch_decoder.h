@@ -1,4 +1,5 @@
-// Greedy decoding with continuous batching on a CUDA GPU, at the GPU's limits:
+// Greedy decoding (and, in a second instance, beam search: below) with
+// continuous batching on a CUDA GPU, at the GPU's limits:
 // static buffers, a preallocated key/value cache, and one CUDA graph per
 // shape bucket for a decoding step (the serving engine's GPU path; the
 // offline counterpart for whole batches is cuda_graph_decoder.h).
@@ -48,10 +49,19 @@ struct CudaBatchDecoderOptions {
   // sources and targets for as many rows as it allows (at least the batch's),
   // or else only the batch's lengths. 0: no bound.
   int64_t max_cache_bytes = 0;
+  // false: greedy sentences only (beam_size 1, one hypothesis). true: beam
+  // search sentences only (beam_size 2..64), each `beam_size` rows.
+  bool beam_search = false;
 };
 
-// Sentences with beam_size > 1 are refused by Add (InvalidArgument thrown as
-// std::invalid_argument): route them elsewhere (MakeBatchDecoder does).
+// Beam search on the same buffers and graphs: a sentence's beams take
+// consecutive rows; the step's graph also yields each row's 2 x beam best
+// tokens, the host chooses the beams (beam_groups.h, as StepDecoder), and
+// the rows' self-attention caches are gathered to their new beams' origins
+// before the next step (one gather per cache tensor, over the used slots).
+//
+// Sentences of the other kind are refused by Add (std::invalid_argument):
+// route them elsewhere (MakeBatchDecoder does).
 absl::StatusOr<std::unique_ptr<BatchDecoder>> CreateCudaBatchDecoder(
     Transformer& model, const CudaBatchDecoderOptions& options = {});
 

@@ -277,6 +277,11 @@ void DecoderStepOps::Step(StepBuffers& b) const {
   auto normalizer = logits.logsumexp(1);
   logits.select(1, config_.eos_id).masked_fill_(b.positions < b.min_length, kNegInf);
   auto best = logits.max(1);
+  if (b.top_tokens.defined()) {
+    auto top = logits.topk(b.top_tokens.size(1), 1);
+    b.top_log_probs.copy_(std::get<0>(top) - normalizer.unsqueeze(1));
+    b.top_tokens.copy_(std::get<1>(top));
+  }
   b.best_log_probs.copy_(std::get<0>(best) - normalizer);
   b.best_tokens.copy_(std::get<1>(best));
   b.tokens.copy_(std::get<1>(best));

@@ -69,7 +69,11 @@ struct StepBuffers {
   std::vector<torch::Tensor> cross_keys, cross_values;  // [R, H, S, D] per layer
   torch::Tensor best_tokens;                            // int64 [R]: the step's choice
   torch::Tensor best_log_probs;                         // float [R]: its log-probability
-  int64_t max_position = 0;                             // positions are clamped here after the step
+  // Beam search only (undefined otherwise): each row's K best tokens and
+  // their log-probabilities, best first.
+  torch::Tensor top_tokens;     // int64 [R, K]
+  torch::Tensor top_log_probs;  // float [R, K]
+  int64_t max_position = 0;     // positions are clamped here after the step
 };
 
 class DecoderStepOps {
@@ -87,7 +91,8 @@ class DecoderStepOps {
   // slots up to each row's position, cross-attention under the mask), output
   // projection, end-of-sentence suppression below min_length, argmax and its
   // log-probability (normalized over the whole vocabulary, as StepDecoder),
-  // then tokens = best and positions += advance.
+  // the K best where top_tokens is defined, then tokens = best and
+  // positions += advance.
   void Step(StepBuffers& buffers) const;
 
   // Projects encoder output memory [B, S, d] for cross-attention and writes

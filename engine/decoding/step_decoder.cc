@@ -9,25 +9,6 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-SearchHypothesis MakeHypothesis(std::vector<int64_t> tokens, float log_prob, bool finished,
-                                float length_penalty) {
-  SearchHypothesis hypothesis;
-  const int64_t length = static_cast<int64_t>(tokens.size()) + (finished ? 1 : 0);
-  hypothesis.tokens = std::move(tokens);
-  hypothesis.log_prob = log_prob;
-  hypothesis.finished = finished;
-  hypothesis.score = LengthNormalizedScore(log_prob, length, length_penalty);
-  return hypothesis;
-}
-
-std::vector<SearchHypothesis> BestHypotheses(std::vector<SearchHypothesis> finished, int count) {
-  std::stable_sort(
-      finished.begin(), finished.end(),
-      [](const SearchHypothesis& a, const SearchHypothesis& b) { return a.score > b.score; });
-  if (static_cast<int>(finished.size()) > count) finished.resize(count);
-  return finished;
-}
-
 // The rows of `log_probs` that start at `first_rows[g]` for g in `groups`,
 // `width` rows each; no copy when they are all the rows.
 torch::Tensor GatherRows(const torch::Tensor& log_probs, const std::vector<int64_t>& groups,
@@ -56,14 +37,7 @@ void StepDecoder::Add(const std::vector<DecodeInput>& inputs) {
   for (size_t i = 0; i < inputs.size(); ++i) {
     const DecodeInput& input = inputs[i];
     sources.push_back(input.source);
-    Group group;
-    group.id = input.id;
-    group.options = input.options;
-    group.beam = std::max(1, input.options.beam_size);
-    group.beams.assign(group.beam, {});
-    // Only the first beam is live at the start: the others are copies.
-    group.scores.assign(group.beam, kNegInf);
-    group.scores[0] = 0.0f;
+    Group group = BeamGroup::Start(input.id, input.options);
     for (int64_t k = 0; k < group.beam; ++k) expand.push_back(static_cast<int64_t>(i));
     any_beam = any_beam || group.beam > 1;
     joining_groups.push_back(std::move(group));
@@ -79,76 +53,6 @@ void StepDecoder::Add(const std::vector<DecodeInput>& inputs) {
   UpdateCapacityLimit();
 }
 
-StepDecoder::Choice StepDecoder::ChooseGreedy(Group& group, int64_t token, float log_prob) const {
-  Choice choice;
-  const int64_t eos = model_.config().eos_id;
-  std::vector<int64_t>& tokens = group.beams[0];
-  group.scores[0] += log_prob;
-  const bool finished = token == eos;
-  if (!finished) {
-    tokens.push_back(token);
-    if (static_cast<int>(tokens.size()) < group.options.max_length) {
-      choice.origins = {0};
-      choice.tokens = {token};
-      return choice;
-    }
-  }
-  group.finished.push_back(
-      MakeHypothesis(std::move(tokens), group.scores[0], finished, group.options.length_penalty));
-  choice.done = true;
-  return choice;
-}
-
-StepDecoder::Choice StepDecoder::ChooseBeams(Group& group, const float* scores,
-                                             const int64_t* indices, int64_t candidates,
-                                             int64_t vocab) const {
-  Choice choice;
-  const int64_t eos = model_.config().eos_id;
-  const float penalty = group.options.length_penalty;
-  std::vector<std::vector<int64_t>> beams;
-  std::vector<float> beam_scores;
-  for (int64_t j = 0; j < candidates && static_cast<int64_t>(beams.size()) < group.beam; ++j) {
-    const float score = scores[j];
-    if (score == kNegInf) break;
-    const int64_t origin = indices[j] / vocab;
-    const int64_t token = indices[j] % vocab;
-    if (token == eos) {
-      // Only end-of-sentence candidates ranked among the best `beam` finish
-      // a hypothesis; lower ones would never make the n-best.
-      if (j < group.beam) {
-        group.finished.push_back(MakeHypothesis(group.beams[origin], score, true, penalty));
-      }
-      continue;
-    }
-    std::vector<int64_t> extended = group.beams[origin];
-    extended.push_back(token);
-    beams.push_back(std::move(extended));
-    beam_scores.push_back(score);
-    choice.origins.push_back(origin);
-    choice.tokens.push_back(token);
-  }
-  const bool at_max_length = group.step + 1 >= group.options.max_length;
-  if (at_max_length) {
-    for (size_t k = 0; k < beams.size(); ++k) {
-      group.finished.push_back(MakeHypothesis(std::move(beams[k]), beam_scores[k], false, penalty));
-    }
-  }
-  if (at_max_length || static_cast<int64_t>(group.finished.size()) >= group.beam || beams.empty()) {
-    choice.done = true;
-    return choice;
-  }
-  // Fill missing beams with dead copies so every sentence keeps `beam` rows.
-  while (static_cast<int64_t>(beams.size()) < group.beam) {
-    beams.push_back(beams[0]);
-    beam_scores.push_back(kNegInf);
-    choice.origins.push_back(choice.origins[0]);
-    choice.tokens.push_back(choice.tokens[0]);
-  }
-  group.beams = std::move(beams);
-  group.scores = std::move(beam_scores);
-  return choice;
-}
-
 void StepDecoder::SelectGreedy(const torch::Tensor& log_probs,
                                const std::vector<int64_t>& group_indices,
                                const std::vector<int64_t>& first_rows,
@@ -156,11 +60,12 @@ void StepDecoder::SelectGreedy(const torch::Tensor& log_probs,
   auto best = GatherRows(log_probs, group_indices, first_rows, 1).max(1);
   auto best_tokens = std::get<1>(best).to(torch::kCPU).contiguous();
   auto best_scores = std::get<0>(best).to(torch::kCPU).contiguous();
+  const int64_t eos = model_.config().eos_id;
   const int64_t* token_data = best_tokens.data_ptr<int64_t>();
   const float* score_data = best_scores.data_ptr<float>();
   for (size_t i = 0; i < group_indices.size(); ++i) {
     const int64_t g = group_indices[i];
-    (*choices)[g] = ChooseGreedy(groups_[g], token_data[i], score_data[i]);
+    (*choices)[g] = ChooseGreedy(groups_[g], token_data[i], score_data[i], eos);
   }
 }
 
@@ -182,11 +87,12 @@ void StepDecoder::SelectBeams(const torch::Tensor& log_probs, int64_t beam,
   auto top_scores = std::get<0>(top).to(torch::kCPU).contiguous();
   auto top_indices = std::get<1>(top).to(torch::kCPU).contiguous();
   const int64_t candidates = top_scores.size(1);
+  const int64_t eos = model_.config().eos_id;
   for (int64_t i = 0; i < count; ++i) {
     const int64_t g = group_indices[i];
     (*choices)[g] =
         ChooseBeams(groups_[g], top_scores.data_ptr<float>() + i * candidates,
-                    top_indices.data_ptr<int64_t>() + i * candidates, candidates, vocab);
+                    top_indices.data_ptr<int64_t>() + i * candidates, candidates, vocab, eos);
   }
 }
 
@@ -234,9 +140,7 @@ std::vector<DecodeOutput> StepDecoder::Step() {
     Group& group = groups_[g];
     Choice& choice = choices[g];
     if (choice.done) {
-      outputs.push_back({group.id, group.beam == 1 ? std::move(group.finished)
-                                                   : BestHypotheses(std::move(group.finished),
-                                                                    group.options.num_hypotheses)});
+      outputs.push_back({group.id, FinalHypotheses(std::move(group))});
       identity = false;
       continue;
     }

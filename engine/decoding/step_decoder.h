@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "decoding/batch_decoder.h"
+#include "decoding/beam_groups.h"
 #include "decoding/search.h"
 #include "model/transformer.h"
 
@@ -51,26 +52,9 @@ class StepDecoder : public BatchDecoder {
                                  int64_t source_length, int64_t target_length);
 
  private:
-  // The live beams and finished hypotheses of one sentence (greedy: one beam).
-  struct Group {
-    int64_t id = 0;
-    SearchOptions options;
-    int64_t beam = 1;
-    int64_t step = 0;                         // tokens fed so far
-    std::vector<std::vector<int64_t>> beams;  // tokens of each live beam
-    std::vector<float> scores;                // cumulative log-prob of each beam
-    std::vector<SearchHypothesis> finished;
-  };
-  // What one step decided for a group: carried-on rows and their tokens.
-  struct Choice {
-    bool done = false;
-    std::vector<int64_t> origins;  // row within the group each new beam extends
-    std::vector<int64_t> tokens;   // token each new beam was fed
-  };
+  using Group = BeamGroup;
+  using Choice = BeamChoice;
 
-  Choice ChooseGreedy(Group& group, int64_t token, float log_prob) const;
-  Choice ChooseBeams(Group& group, const float* scores, const int64_t* indices, int64_t candidates,
-                     int64_t vocab) const;
   void SelectGreedy(const torch::Tensor& log_probs, const std::vector<int64_t>& group_indices,
                     const std::vector<int64_t>& first_rows, std::vector<Choice>* choices);
   void SelectBeams(const torch::Tensor& log_probs, int64_t beam,

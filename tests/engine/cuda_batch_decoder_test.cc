@@ -1,5 +1,5 @@
 // The continuous-batching CUDA graph decoder gives each sentence eager greedy
-// search's result on the same GPU, whatever joins, leaves or is removed
+// (or beam) search's result on the same GPU, whatever joins, leaves or is removed
 // meanwhile (sentences join at random steps, buffers grow, graphs are
 // captured for new shapes); and a GPU model served by the engine returns
 // those results too. Skips without a GPU.
@@ -76,6 +76,73 @@ TEST(CudaBatchDecoderTest, MatchesEagerGreedyWhileSentencesJoinAndLeave) {
       }
     }
   }
+}
+
+TEST(CudaBatchDecoderTest, BeamSearchOnGraphsMatchesEagerBeamSearch) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  torch::NoGradGuard no_grad;
+  const std::vector<ModelConfig> configs = testing::VariedTinyConfigs();
+  for (size_t c = 0; c < configs.size(); ++c) {
+    auto model = testing::TinyModel(configs[c], 51 + c);
+    model->to(torch::kCUDA);
+    // Beams of 2 to 5 (rows per sentence differ), one or two hypotheses;
+    // sentences join at random steps, two are removed midway.
+    auto joining = testing::RandomJoining(24, 30, 50, 20, 1, 17 + c);
+    for (size_t i = 0; i < joining.size(); ++i) {
+      joining[i].input.options.beam_size = 2 + static_cast<int>(joining[i].input.id % 4);
+      joining[i].input.options.num_hypotheses = 1 + static_cast<int>(joining[i].input.id % 2);
+    }
+    const std::map<int64_t, int64_t> removed_at = {{joining[2].input.id, joining[2].step + 2},
+                                                   {joining[10].input.id, joining[10].step}};
+    for (bool graphs : {true, false}) {
+      for (int64_t max_cache : {int64_t{0}, int64_t{1}}) {
+        CudaBatchDecoderOptions options;
+        options.beam_search = true;
+        options.capture_graphs = graphs;
+        options.max_cache_bytes = max_cache;
+        options.max_rows = 8;
+        options.max_graphs = 6;
+        auto decoder = CreateCudaBatchDecoder(*model, options);
+        ASSERT_TRUE(decoder.ok()) << decoder.status();
+        const std::string what = "config " + std::to_string(c) +
+                                 (graphs ? ", graphs" : ", op by op") +
+                                 (max_cache > 0 ? ", tight cache" : "");
+        const auto finished = testing::RunSchedule(**decoder, joining, removed_at);
+        EXPECT_TRUE((*decoder)->empty()) << what;
+        ASSERT_EQ(finished.size(), joining.size() - removed_at.size()) << what;
+        for (const testing::Joining& j : joining) {
+          if (removed_at.count(j.input.id) > 0) continue;
+          const std::string sentence = what + ", sentence " + std::to_string(j.input.id);
+          const SearchResults expected =
+              BeamSearch(*model, {j.input.source}, j.input.options, torch::kCUDA);
+          const auto& actual = finished.at(j.input.id);
+          ASSERT_EQ(actual.size(), expected[0].size()) << sentence;
+          for (size_t k = 0; k < actual.size(); ++k) {
+            EXPECT_EQ(actual[k].tokens, expected[0][k].tokens) << sentence << ", hypothesis " << k;
+            EXPECT_EQ(actual[k].finished, expected[0][k].finished) << sentence;
+            EXPECT_NEAR(actual[k].log_prob, expected[0][k].log_prob, 1e-3) << sentence;
+            EXPECT_NEAR(actual[k].score, expected[0][k].score, 1e-3) << sentence;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaBatchDecoderTest, EachKindRefusesTheOther) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  auto model = testing::TinyModel(testing::TinyConfig(), 41);
+  model->to(torch::kCUDA);
+  CudaBatchDecoderOptions options;
+  options.beam_search = true;
+  auto decoder = CreateCudaBatchDecoder(*model, options);
+  ASSERT_TRUE(decoder.ok()) << decoder.status();
+  DecodeInput greedy{1, {5, 6, 3}, {}};
+  EXPECT_THROW((*decoder)->Add({greedy}), std::invalid_argument);
+  DecodeInput too_wide{2, {5, 6, 3}, {}};
+  too_wide.options.beam_size = 65;
+  EXPECT_THROW((*decoder)->Add({too_wide}), std::invalid_argument);
+  EXPECT_TRUE((*decoder)->empty());
 }
 
 TEST(CudaBatchDecoderTest, BeamSearchIsRefusedAndGpuReplicasRouteIt) {
