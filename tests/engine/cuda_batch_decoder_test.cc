@@ -7,6 +7,10 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <map>
+#include <string>
+
 #include "batch_decoder_schedule.h"
 #include "decoding/step_decoder.h"
 #include "serving_test_util.h"
@@ -23,9 +27,38 @@ TEST(CudaBatchDecoderTest, RefusesModelsItCannotRun) {
   EXPECT_TRUE(absl::IsFailedPrecondition(on_cpu.status())) << on_cpu.status();
 }
 
+using Finished = std::map<int64_t, std::vector<SearchHypothesis>>;
+
+// Runs `joining` (minus `removed_at`) through a CudaBatchDecoder of each
+// variant: graphs or op by op, an unbound cache (rows double from 8) or a
+// tight one (buffers always sized to the batch), at most 6 graphs (dropped
+// and captured again). Each variant's finished sentences go to `check`.
+void ForEachVariant(Transformer& model, bool beam_search,
+                    const std::vector<testing::Joining>& joining,
+                    const std::map<int64_t, int64_t>& removed_at, const std::string& name,
+                    const std::function<void(const Finished&, const std::string&)>& check) {
+  for (bool graphs : {true, false}) {
+    for (int64_t max_cache : {int64_t{0}, int64_t{1}}) {
+      CudaBatchDecoderOptions options;
+      options.beam_search = beam_search;
+      options.capture_graphs = graphs;
+      options.max_cache_bytes = max_cache;
+      options.max_rows = 8;
+      options.max_graphs = 6;
+      auto decoder = CreateCudaBatchDecoder(model, options);
+      ASSERT_TRUE(decoder.ok()) << decoder.status();
+      const std::string what =
+          name + (graphs ? ", graphs" : ", op by op") + (max_cache > 0 ? ", tight cache" : "");
+      const Finished finished = testing::RunSchedule(**decoder, joining, removed_at);
+      EXPECT_TRUE((*decoder)->empty()) << what;
+      ASSERT_EQ(finished.size(), joining.size() - removed_at.size()) << what;
+      check(finished, what);
+    }
+  }
+}
+
 void ExpectGreedyResults(Transformer& model, const std::vector<testing::Joining>& joining,
-                         const std::map<int64_t, int64_t>& removed_at,
-                         const std::map<int64_t, std::vector<SearchHypothesis>>& finished,
+                         const std::map<int64_t, int64_t>& removed_at, const Finished& finished,
                          const std::string& what) {
   for (const testing::Joining& j : joining) {
     if (removed_at.count(j.input.id) > 0) continue;
@@ -57,24 +90,11 @@ TEST(CudaBatchDecoderTest, MatchesEagerGreedyWhileSentencesJoinAndLeave) {
     joining[3].input.options.min_length = 3;
     const std::map<int64_t, int64_t> removed_at = {{joining[3].input.id, joining[3].step + 2},
                                                    {joining[20].input.id, joining[20].step}};
-    for (bool graphs : {true, false}) {
-      for (int64_t max_cache : {int64_t{0}, int64_t{1}}) {
-        CudaBatchDecoderOptions options;
-        options.capture_graphs = graphs;
-        options.max_cache_bytes = max_cache;  // 1: buffers always sized to the batch
-        options.max_rows = 8;                 // unbound: rows double from 8
-        options.max_graphs = 6;               // drops and captures again
-        auto decoder = CreateCudaBatchDecoder(*model, options);
-        ASSERT_TRUE(decoder.ok()) << decoder.status();
-        const std::string what = "config " + std::to_string(c) +
-                                 (graphs ? ", graphs" : ", op by op") +
-                                 (max_cache > 0 ? ", tight cache" : "");
-        const auto finished = testing::RunSchedule(**decoder, joining, removed_at);
-        EXPECT_TRUE((*decoder)->empty()) << what;
-        EXPECT_EQ(finished.size(), joining.size() - removed_at.size()) << what;
-        ExpectGreedyResults(*model, joining, removed_at, finished, what);
-      }
-    }
+    ForEachVariant(*model, /*beam_search=*/false, joining, removed_at,
+                   "config " + std::to_string(c),
+                   [&](const Finished& finished, const std::string& what) {
+                     ExpectGreedyResults(*model, joining, removed_at, finished, what);
+                   });
   }
 }
 
@@ -94,38 +114,25 @@ TEST(CudaBatchDecoderTest, BeamSearchOnGraphsMatchesEagerBeamSearch) {
     }
     const std::map<int64_t, int64_t> removed_at = {{joining[2].input.id, joining[2].step + 2},
                                                    {joining[10].input.id, joining[10].step}};
-    for (bool graphs : {true, false}) {
-      for (int64_t max_cache : {int64_t{0}, int64_t{1}}) {
-        CudaBatchDecoderOptions options;
-        options.beam_search = true;
-        options.capture_graphs = graphs;
-        options.max_cache_bytes = max_cache;
-        options.max_rows = 8;
-        options.max_graphs = 6;
-        auto decoder = CreateCudaBatchDecoder(*model, options);
-        ASSERT_TRUE(decoder.ok()) << decoder.status();
-        const std::string what = "config " + std::to_string(c) +
-                                 (graphs ? ", graphs" : ", op by op") +
-                                 (max_cache > 0 ? ", tight cache" : "");
-        const auto finished = testing::RunSchedule(**decoder, joining, removed_at);
-        EXPECT_TRUE((*decoder)->empty()) << what;
-        ASSERT_EQ(finished.size(), joining.size() - removed_at.size()) << what;
-        for (const testing::Joining& j : joining) {
-          if (removed_at.count(j.input.id) > 0) continue;
-          const std::string sentence = what + ", sentence " + std::to_string(j.input.id);
-          const SearchResults expected =
-              BeamSearch(*model, {j.input.source}, j.input.options, torch::kCUDA);
-          const auto& actual = finished.at(j.input.id);
-          ASSERT_EQ(actual.size(), expected[0].size()) << sentence;
-          for (size_t k = 0; k < actual.size(); ++k) {
-            EXPECT_EQ(actual[k].tokens, expected[0][k].tokens) << sentence << ", hypothesis " << k;
-            EXPECT_EQ(actual[k].finished, expected[0][k].finished) << sentence;
-            EXPECT_NEAR(actual[k].log_prob, expected[0][k].log_prob, 1e-3) << sentence;
-            EXPECT_NEAR(actual[k].score, expected[0][k].score, 1e-3) << sentence;
-          }
-        }
-      }
-    }
+    ForEachVariant(*model, /*beam_search=*/true, joining, removed_at, "config " + std::to_string(c),
+                   [&](const Finished& finished, const std::string& what) {
+                     for (const testing::Joining& j : joining) {
+                       if (removed_at.count(j.input.id) > 0) continue;
+                       const std::string sentence =
+                           what + ", sentence " + std::to_string(j.input.id);
+                       const SearchResults expected =
+                           BeamSearch(*model, {j.input.source}, j.input.options, torch::kCUDA);
+                       const auto& actual = finished.at(j.input.id);
+                       ASSERT_EQ(actual.size(), expected[0].size()) << sentence;
+                       for (size_t k = 0; k < actual.size(); ++k) {
+                         EXPECT_EQ(actual[k].tokens, expected[0][k].tokens)
+                             << sentence << ", hypothesis " << k;
+                         EXPECT_EQ(actual[k].finished, expected[0][k].finished) << sentence;
+                         EXPECT_NEAR(actual[k].log_prob, expected[0][k].log_prob, 1e-3) << sentence;
+                         EXPECT_NEAR(actual[k].score, expected[0][k].score, 1e-3) << sentence;
+                       }
+                     }
+                   });
   }
 }
 

@@ -240,18 +240,7 @@ class DaqCheckpointTest : public ::testing::Test {
     config.quantization = {"daq", DaqParamsToJson(params)};
     auto model = Transformer::Create(config);
     ASSERT_TRUE(model.ok()) << model.status();
-    int layers = 0;
-    for (const auto& item : (*model)->named_modules()) {
-      auto* layer = dynamic_cast<PqLinear*>(item.value().get());
-      if (layer == nullptr) continue;
-      const DaqLayout& l = layer->layout();
-      layer->SetCodes(
-          torch::randn({l.buckets, l.centroids, l.block}),
-          torch::randint(0, l.centroids, {l.out_features, l.blocks_per_row()}).to(torch::kUInt8),
-          pq::EvenBucketOffsets(l.out_features, l.buckets), torch::kFloat16);
-      ++layers;
-    }
-    ASSERT_GT(layers, 10);
+    ASSERT_GT(testing::SetRandomDaqCodes(**model, torch::kFloat16), 10);
     ASSERT_TRUE(SaveModelDirectory(dir.string(), config, **model).ok());
   }
 

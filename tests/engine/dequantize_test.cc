@@ -10,7 +10,6 @@
 #include "model/int8_convert.h"
 #include "model/int8_linear.h"
 #include "model/int8_quantize.h"
-#include "model/pq_kernels.h"
 #include "model/pq_linear.h"
 #include "tiny_model.h"
 
@@ -37,18 +36,7 @@ std::shared_ptr<Transformer> RandomDaqModel() {
   torch::manual_seed(5);
   auto model = Transformer::Create(config);
   EXPECT_TRUE(model.ok()) << model.status();
-  int layers = 0;
-  for (const auto& item : (*model)->named_modules()) {
-    auto* layer = dynamic_cast<PqLinear*>(item.value().get());
-    if (layer == nullptr) continue;
-    const DaqLayout& l = layer->layout();
-    layer->SetCodes(
-        torch::randn({l.buckets, l.centroids, l.block}) * 0.3,
-        torch::randint(0, l.centroids, {l.out_features, l.blocks_per_row()}).to(torch::kUInt8),
-        pq::EvenBucketOffsets(l.out_features, l.buckets), torch::kFloat32);
-    ++layers;
-  }
-  EXPECT_GT(layers, 10);
+  EXPECT_GT(testing::SetRandomDaqCodes(**model, torch::kFloat32, 0.3), 10);
   RandomizeVectors(**model);
   (*model)->eval();
   return *model;

@@ -5,6 +5,8 @@
 
 #include <vector>
 
+#include "model/pq_kernels.h"
+#include "model/pq_linear.h"
 #include "model/transformer.h"
 
 namespace quantmt::testing {
@@ -44,6 +46,24 @@ inline std::shared_ptr<Transformer> TinyModel(const ModelConfig& config, uint64_
   EXPECT_TRUE(model.ok()) << model.status();
   (*model)->eval();
   return *model;
+}
+
+// Random codes in every DAQ layer of `model` (centroids normal with standard
+// deviation `spread`, stored with `scale_dtype` scales); returns the layers.
+inline int SetRandomDaqCodes(Transformer& model, torch::ScalarType scale_dtype,
+                             double spread = 1.0) {
+  int layers = 0;
+  for (const auto& item : model.named_modules()) {
+    auto* layer = dynamic_cast<PqLinear*>(item.value().get());
+    if (layer == nullptr) continue;
+    const DaqLayout& l = layer->layout();
+    layer->SetCodes(
+        torch::randn({l.buckets, l.centroids, l.block}) * spread,
+        torch::randint(0, l.centroids, {l.out_features, l.blocks_per_row()}).to(torch::kUInt8),
+        pq::EvenBucketOffsets(l.out_features, l.buckets), scale_dtype);
+    ++layers;
+  }
+  return layers;
 }
 
 }  // namespace quantmt::testing
