@@ -19,6 +19,9 @@ class TranslatorImpl : public Translator {
   explicit TranslatorImpl(std::shared_ptr<LoadedModel> model) : model_(std::move(model)) {
     // Greedy search on a GPU runs on CUDA graphs where the model allows
     // (float weights); otherwise, and for beam search, the eager path serves.
+    // (Beam search on the serving engine's graph decoder was measured slower
+    // here: a one-off run pays a capture for every new shape, while a
+    // serving replica captures once and replays; docs/benchmarks.md.)
     if (model_->device.is_cuda() && model_->cuda_graphs) {
       auto graphs = CudaGraphDecoder::Create(*model_->transformer);
       if (graphs.ok()) graph_decoder_ = std::move(*graphs);

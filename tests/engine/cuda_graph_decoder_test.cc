@@ -286,27 +286,32 @@ TEST(CudaGraphDecoderTest, TranslatorOnCudaMatchesCpu) {
   gpu_options.compute_type = "float32";
   auto gpu = Translator::Create(DefaultModelDir(), gpu_options);
   ASSERT_TRUE(gpu.ok()) << gpu.status();
-  TranslationOptions greedy;
-  greedy.beam_size = 1;
-  greedy.max_batch_size = 64;  // two slices
-  auto expected = (*cpu)->Translate(lines, greedy);
-  ASSERT_TRUE(expected.ok()) << expected.status();
-  auto actual = (*gpu)->Translate(lines, greedy);
-  ASSERT_TRUE(actual.ok()) << actual.status();
-  int same = 0;
-  for (size_t i = 0; i < lines.size(); ++i) {
-    const std::string& e = (*expected)[i].hypotheses[0].text;
-    const std::string& a = (*actual)[i].hypotheses[0].text;
-    if (e == a) {
-      ++same;
-    } else {
-      std::cout << "sentence " << i << ": CPU \"" << e << "\", GPU \"" << a << "\"\n";
+  for (int beam : {1, 4}) {
+    TranslationOptions options;
+    options.beam_size = beam;
+    options.num_hypotheses = beam > 1 ? 2 : 1;
+    options.max_batch_size = 64;  // two slices
+    auto expected = (*cpu)->Translate(lines, options);
+    ASSERT_TRUE(expected.ok()) << expected.status();
+    auto actual = (*gpu)->Translate(lines, options);
+    ASSERT_TRUE(actual.ok()) << actual.status();
+    int same = 0;
+    for (size_t i = 0; i < lines.size(); ++i) {
+      ASSERT_EQ((*actual)[i].hypotheses.size(), (*expected)[i].hypotheses.size());
+      const std::string& e = (*expected)[i].hypotheses[0].text;
+      const std::string& a = (*actual)[i].hypotheses[0].text;
+      if (e == a) {
+        ++same;
+      } else {
+        std::cout << "beam " << beam << ", sentence " << i << ": CPU \"" << e << "\", GPU \"" << a
+                  << "\"\n";
+      }
     }
+    std::cout << "Translator float32, beam " << beam << ", CUDA graphs vs CPU: " << same << " of "
+              << lines.size() << " translations identical\n";
+    // Rounding differs between the two devices; a near-tie may go either way.
+    EXPECT_GE(same, static_cast<int>(lines.size()) * 98 / 100) << "beam " << beam;
   }
-  std::cout << "Translator float32, CUDA graphs vs CPU: " << same << " of " << lines.size()
-            << " translations identical\n";
-  // Rounding differs between the two devices; a near-tie may go either way.
-  EXPECT_GE(same, static_cast<int>(lines.size()) * 98 / 100);
 }
 
 }  // namespace

@@ -109,12 +109,17 @@ int main(int argc, char** argv) {
   app.add_option("--max_lines", max_lines, "Lines per test set (0: all)")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads (0: all cores)")->capture_default_str();
   app.add_option("--device", device)->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  bool cuda_graphs = true;
+  app.add_option("--cuda_graphs", cuda_graphs,
+                 "With --device cuda, decode on CUDA graphs (false: op by op, for comparison)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   quantmt::TranslatorOptions translator_options;
   translator_options.num_threads = threads;
   translator_options.device =
       device == "cuda" ? quantmt::DeviceKind::kCuda : quantmt::DeviceKind::kCpu;
+  translator_options.cuda_graphs = cuda_graphs;
   auto translator = quantmt::Translator::Create(model_dir, translator_options);
   if (!translator.ok()) {
     std::cerr << "quantmt-evaluate: " << translator.status().message() << "\n";
