@@ -18,8 +18,9 @@
 // graphs captured again. A graph is captured the first time its shape is
 // needed (a few ms), then replayed.
 //
-// Results equal GreedySearch (search.h) on the same model up to floating-point
-// rounding, whatever joins or leaves the batch meanwhile.
+// Results equal GreedySearch (BeamSearch for the beam instance; search.h) on
+// the same model up to floating-point rounding, whatever joins or leaves the
+// batch meanwhile.
 //
 // Float checkpoints only (as CudaGraphDecoder); Create says why otherwise. In
 // a build without CUDA, Create returns Unimplemented.

@@ -111,7 +111,8 @@ int main(int argc, char** argv) {
   app.add_option("--device", device)->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   bool cuda_graphs = true;
   app.add_option("--cuda_graphs", cuda_graphs,
-                 "With --device cuda, decode on CUDA graphs (false: op by op, for comparison)")
+                 "With --device cuda, greedy search runs on CUDA graphs (false: op by op, for "
+                 "comparison; beam search is op by op either way)")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
