@@ -1,7 +1,7 @@
 // DAQ layer speed: the lookup-table kernel against decompress-at-load (the
 // float weight decoded once and packed for oneDNN, as the engine serves it),
 // per layer shape and input rows, with the RAM each path holds. The
-// per-layer rule in engine/model/pq_linear.cc (ChooseDaqKernel) comes from
+// per-layer rule in engine/model/daq_linear.cc (ChooseDaqKernel) comes from
 // these tables.
 #include <torch/torch.h>
 
@@ -11,8 +11,8 @@
 #include <cstdio>
 #include <vector>
 
-#include "model/pq_kernels.h"
-#include "model/pq_linear.h"
+#include "model/daq_kernels.h"
+#include "model/daq_linear.h"
 
 namespace {
 
@@ -21,7 +21,7 @@ struct Shape {
   int64_t out, in, block;
 };
 
-double MedianMicros(quantmt::PqLinear& layer, const torch::Tensor& input, int runs) {
+double MedianMicros(quantmt::DaqLinear& layer, const torch::Tensor& input, int runs) {
   std::vector<double> micros;
   for (int run = 0; run <= runs; ++run) {  // run 0 warms up
     const auto start = std::chrono::steady_clock::now();
@@ -75,11 +75,11 @@ int main(int argc, char** argv) {
         layout.bits = b;
         layout.centroids = 1 << b;
         torch::manual_seed(1);
-        quantmt::PqLinear layer(layout, true);
+        quantmt::DaqLinear layer(layout, true);
         layer.SetCodes(torch::randn({n, layout.centroids, shape.block}),
                        torch::randint(0, layout.centroids, {shape.out, shape.in / shape.block})
                            .to(torch::kUInt8),
-                       quantmt::pq::EvenBucketOffsets(shape.out, n), torch::kFloat32);
+                       quantmt::daq::EvenBucketOffsets(shape.out, n), torch::kFloat32);
         for (int64_t m : rows) {
           auto input = torch::randn({m, shape.in});
           layer.set_kernel(quantmt::DaqKernel::kLookup);

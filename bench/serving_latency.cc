@@ -89,7 +89,7 @@ RunResult Run(quantmt::Engine& engine, const std::vector<Arrival>& arrivals, con
     request.source_ids.assign(w.sentences, arrival.source);
     request.options.beam_size = w.beam_size;
     const int target = arrival.is_long ? w.long_target : w.short_target;
-    request.options.min_decoding_length = request.options.max_decoding_length = target;
+    request.options.min_length = request.options.max_length = target;
     const auto submitted = Clock::now();
     engine.Translate(
         "model", std::move(request),
@@ -183,7 +183,7 @@ int main(int argc, char** argv) {
   }
   quantmt::ModelRepository::Loader loader =
       [&](const quantmt::ModelSpec& spec) -> absl::StatusOr<std::shared_ptr<quantmt::LoadedModel>> {
-    if (!model_dir.empty()) return quantmt::LoadModelDirectory(model_dir, spec.executor);
+    if (!model_dir.empty()) return quantmt::LoadModelDirectory(model_dir, spec.runtime);
     torch::manual_seed(1234);
     ASSIGN_OR_RETURN(auto model, quantmt::Transformer::Create(config));
     if (int8) {
@@ -192,7 +192,7 @@ int main(int argc, char** argv) {
       quantization.params_json = R"({"quantize_embeddings": true})";
       ASSIGN_OR_RETURN(model, quantmt::QuantizeTransformer(*model, quantization));
     }
-    return quantmt::PlaceModel(model, spec.executor, "random reference shape");
+    return quantmt::PlaceModel(model, spec.runtime, "random reference shape");
   };
 
   std::printf(
@@ -211,11 +211,11 @@ int main(int argc, char** argv) {
     spec.name = "model";
     spec.model_dir = model_dir;
     spec.replicas = replicas;
-    spec.executor.num_threads = threads;
-    spec.executor.device =
+    spec.runtime.num_threads = threads;
+    spec.runtime.device =
         device == "cuda" ? quantmt::DeviceKind::kCuda : quantmt::DeviceKind::kCpu;
-    spec.executor.compute_type = compute_type;
-    spec.executor.cuda_graphs = cuda_graphs;
+    spec.runtime.compute_type = compute_type;
+    spec.runtime.cuda_graphs = cuda_graphs;
     spec.scheduler.continuous_batching = continuous;
     spec.scheduler.max_batch_sentences = max_batch;
     spec.scheduler.max_batch_wait = absl::Milliseconds(max_wait_ms);

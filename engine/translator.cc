@@ -110,7 +110,7 @@ class TranslatorImpl : public Translator {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Translator>> Translator::Create(const std::string& model_dir,
-                                                               const TranslatorOptions& options) {
+                                                               const RuntimeOptions& options) {
   if (options.device == DeviceKind::kCpu) {
     const int threads = options.num_threads > 0
                             ? options.num_threads

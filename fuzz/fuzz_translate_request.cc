@@ -73,7 +73,7 @@ void CheckAccepted(const quantmt::v1::TranslateRequest& request, const RequestLi
              "beam_size within limits");
   FUZZ_CHECK(options.num_hypotheses >= 1 && options.num_hypotheses <= options.beam_size,
              "num_hypotheses within 1..beam_size");
-  FUZZ_CHECK(options.max_decoding_length >= 1 && options.max_decoding_length <= limits.max_length,
+  FUZZ_CHECK(options.max_length >= 1 && options.max_length <= limits.max_length,
              "max_length within limits");
   FUZZ_CHECK(options.length_penalty >= 0.0f && options.length_penalty <= 10.0f,
              "length_penalty within 0..10");

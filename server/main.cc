@@ -53,10 +53,10 @@ int main(int argc, char** argv) {
 
   ModelDefaults defaults;
   defaults.model_root = options.model_root;
-  defaults.executor.device =
+  defaults.runtime.device =
       options.device == "cuda" ? quantmt::DeviceKind::kCuda : quantmt::DeviceKind::kCpu;
-  defaults.executor.num_threads = options.threads;
-  defaults.executor.cuda_graphs = options.cuda_graphs;
+  defaults.runtime.num_threads = options.threads;
+  defaults.runtime.cuda_graphs = options.cuda_graphs;
   defaults.replicas = options.replicas;
   defaults.scheduler.max_queued_sentences = options.max_queued_sentences;
   defaults.scheduler.max_batch_sentences = options.max_batch_sentences;

@@ -24,7 +24,7 @@ namespace {
 
 struct TranslateFlags {
   std::string input = "-", output = "-", model;
-  int batch = 32, beam_size = 0, nbest = 1, max_length = 0;
+  int batch = 32, beam_size = 0, num_hypotheses = 1, max_length = 0;
   bool scores = false;
 };
 
@@ -65,7 +65,7 @@ int RunTranslate(const ConnectionOptions& connection, const TranslateFlags& flag
     const size_t end = std::min(lines.size(), begin + flags.batch);
     for (size_t i = begin; i < end; ++i) request.add_sentences(lines[i]);
     request.mutable_options()->set_beam_size(flags.beam_size);
-    request.mutable_options()->set_num_hypotheses(flags.nbest);
+    request.mutable_options()->set_num_hypotheses(flags.num_hypotheses);
     request.mutable_options()->set_max_length(flags.max_length);
     request.mutable_options()->set_return_scores(flags.scores);
     grpc::ClientContext context;
@@ -105,7 +105,8 @@ void AddTranslateCommand(CLI::App& app, const ConnectionOptions& connection, int
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
   command->add_option("--beam_size", flags->beam_size, "1: greedy; 0: the server default");
-  command->add_option("--nbest", flags->nbest, "Hypotheses per sentence, one line each")
+  command->add_option("--num_hypotheses,--nbest", flags->num_hypotheses,
+                      "Hypotheses per sentence, one line each (--nbest: its former name)")
       ->check(CLI::Range(1, 64));
   command->add_option("--max_length", flags->max_length, "Tokens per translation (0: default)");
   command->add_flag("--scores", flags->scores, "Prefix each line with its score and a tab");

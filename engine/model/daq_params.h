@@ -1,6 +1,6 @@
 // Parameters of the DAQ (divide-and-quantize) scheme: the `quantization`
 // block of config.json when `scheme` is "daq". Plain C++ (no torch), shared by
-// the engine's PqLinear, the compression tools and the tests.
+// the engine's DaqLinear, the compression tools and the tests.
 //
 // docs/checkpoint-format.md ("DAQ") describes the tensors these parameters
 // shape.

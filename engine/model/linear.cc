@@ -8,7 +8,7 @@
 #include "kernels/dnnl_matmul.h"
 #include "model/int8_linear.h"
 #include "model/packed_product.h"
-#include "model/pq_linear.h"
+#include "model/daq_linear.h"
 
 namespace quantmt {
 

@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "model/pq_linear.h"
+#include "model/daq_linear.h"
 
 namespace quantmt {
 namespace {
@@ -152,7 +152,7 @@ absl::Status LoadWeights(const checkpoint::SafetensorsFile& file, const ModelCon
   // Shapes and dtypes are right; DAQ layers also check their values (codes
   // below the centroid count, bucket layout, scales).
   for (const auto& item : model->named_modules()) {
-    if (const auto* layer = dynamic_cast<const PqLinear*>(item.value().get())) {
+    if (const auto* layer = dynamic_cast<const DaqLinear*>(item.value().get())) {
       const absl::Status valid = layer->ValidateWeights();
       if (!valid.ok()) {
         return absl::InvalidArgumentError(

@@ -104,7 +104,7 @@ std::unique_ptr<Engine> CreateEngine(const EngineOptions& options, ModelReposito
 
 std::unique_ptr<Engine> Engine::Create(const EngineOptions& options) {
   return CreateEngine(options, [](const ModelSpec& spec) {
-    return LoadModelDirectory(spec.model_dir, spec.executor);
+    return LoadModelDirectory(spec.model_dir, spec.runtime);
   });
 }
 

@@ -23,7 +23,7 @@ absl::StatusOr<torch::ScalarType> ComputeType(const std::string& name, DeviceKin
       "unknown compute_type '", name, "' (expected auto, float32, float16 or bfloat16)"));
 }
 
-absl::StatusOr<torch::Device> DeviceFor(const TranslatorOptions& options) {
+absl::StatusOr<torch::Device> DeviceFor(const RuntimeOptions& options) {
   if (options.device == DeviceKind::kCpu) return torch::Device(torch::kCPU);
   if (!torch::cuda::is_available() || options.device_index < 0 ||
       options.device_index >= static_cast<int>(torch::cuda::device_count())) {
@@ -51,7 +51,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& mode
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<LoadedModel>> PlaceModel(std::shared_ptr<Transformer> transformer,
-                                                        const TranslatorOptions& options,
+                                                        const RuntimeOptions& options,
                                                         const std::string& model_dir) {
   ASSIGN_OR_RETURN(torch::ScalarType dtype, ComputeType(options.compute_type, options.device));
   ASSIGN_OR_RETURN(torch::Device device, DeviceFor(options));
@@ -94,7 +94,7 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> PlaceModel(std::shared_ptr<Transfor
 }
 
 absl::StatusOr<std::shared_ptr<LoadedModel>> LoadModelDirectory(const std::string& model_dir,
-                                                                const TranslatorOptions& options) {
+                                                                const RuntimeOptions& options) {
   // Option errors first: they are cheaper than reading the weights.
   RETURN_IF_ERROR(ComputeType(options.compute_type, options.device).status());
   RETURN_IF_ERROR(DeviceFor(options).status());
@@ -124,15 +124,15 @@ absl::Status ValidateTranslationOptions(const TranslationOptions& options) {
                                                    options.beam_size, "), got ",
                                                    options.num_hypotheses));
   }
-  if (options.max_decoding_length < 1) {
+  if (options.max_length < 1) {
     return absl::InvalidArgumentError(
-        absl::StrCat("max_decoding_length must be at least 1, got ", options.max_decoding_length));
+        absl::StrCat("max_length must be at least 1, got ", options.max_length));
   }
-  if (options.min_decoding_length < 0 ||
-      options.min_decoding_length > options.max_decoding_length) {
+  if (options.min_length < 0 ||
+      options.min_length > options.max_length) {
     return absl::InvalidArgumentError(
-        absl::StrCat("min_decoding_length must be in 0..max_decoding_length, got ",
-                     options.min_decoding_length));
+        absl::StrCat("min_length must be in 0..max_length, got ",
+                     options.min_length));
   }
   if (options.max_input_length < 0) {
     return absl::InvalidArgumentError("max_input_length must not be negative");
@@ -174,8 +174,8 @@ SearchOptions ToSearchOptions(const TranslationOptions& options, const ModelConf
   search.num_hypotheses = options.num_hypotheses;
   search.length_penalty = options.length_penalty;
   // Learned and sinusoidal positions are both defined up to max_target_positions.
-  search.max_length = std::min(options.max_decoding_length, config.max_target_positions);
-  search.min_length = std::min(options.min_decoding_length, search.max_length);
+  search.max_length = std::min(options.max_length, config.max_target_positions);
+  search.min_length = std::min(options.min_length, search.max_length);
   return search;
 }
 

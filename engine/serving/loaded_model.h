@@ -26,23 +26,20 @@ struct LoadedModel {
   torch::Device device{torch::kCPU};
   ModelInfo info;
   int64_t weights_bytes = 0;  // parameters and buffers in memory
-  bool cuda_graphs = true;    // TranslatorOptions::cuda_graphs
+  bool cuda_graphs = true;    // RuntimeOptions::cuda_graphs
 };
 
 // Loads config.json, the weights and the tokenizers of `model_dir` and puts
 // the model on the device of `options`. Does not touch thread settings.
 absl::StatusOr<std::shared_ptr<LoadedModel>> LoadModelDirectory(const std::string& model_dir,
-                                                                const TranslatorOptions& options);
+                                                                const RuntimeOptions& options);
 
 // Puts an already built `transformer` on the device and compute type of
 // `options`, without tokenizers (token ids only). `model_dir` is reported in
 // the info.
 absl::StatusOr<std::shared_ptr<LoadedModel>> PlaceModel(std::shared_ptr<Transformer> transformer,
-                                                        const TranslatorOptions& options,
+                                                        const RuntimeOptions& options,
                                                         const std::string& model_dir);
-
-// InvalidArgument naming the first bad option.
-absl::Status ValidateTranslationOptions(const TranslationOptions& options);
 
 // Longest source (EOS included) the options and the model allow.
 int MaxInputLength(const TranslationOptions& options, const ModelConfig& config);

@@ -14,9 +14,9 @@ absl::Status ValidateModelSpec(const ModelSpec& spec) {
     return absl::InvalidArgumentError(
         absl::StrCat("replicas must be in 0..1024 (0: automatic), got ", spec.replicas));
   }
-  if (spec.executor.num_threads < 0 || spec.executor.num_threads > 1024) {
+  if (spec.runtime.num_threads < 0 || spec.runtime.num_threads > 1024) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "executor.num_threads must be in 0..1024 (0: automatic), got ", spec.executor.num_threads));
+        "runtime.num_threads must be in 0..1024 (0: automatic), got ", spec.runtime.num_threads));
   }
   return ValidateSchedulerOptions(spec.scheduler);
 }
@@ -52,7 +52,7 @@ absl::Status ModelRepository::Load(const ModelSpec& spec) {
   version->model = *loaded;
   version->threads = (*loaded)->device.is_cpu()
                          ? PlanCpuThreads(static_cast<int>(std::thread::hardware_concurrency()),
-                                          spec.replicas, spec.executor.num_threads)
+                                          spec.replicas, spec.runtime.num_threads)
                          : ThreadPlan{std::max(1, spec.replicas), 1};
   version->scheduler = std::make_unique<Scheduler>(spec.name, version->model, spec.scheduler,
                                                    version->threads, observer_);

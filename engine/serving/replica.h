@@ -1,7 +1,7 @@
 // One replica: a thread that owns a running batch (a BatchDecoder: CUDA
 // graphs for greedy search on a GPU float model, StepDecoder otherwise) over
 // a model shared with the other replicas, feeds it from the model's queue and
-// delivers results. The executor of the engine; device-agnostic (tensors
+// delivers results. Device-agnostic (tensors
 // live on the model's device).
 //
 // Each step: admit queued sentences (every step with continuous batching,

@@ -51,9 +51,9 @@ absl::StatusOr<TranslationOptions> ValidateOptions(const v1::TranslationOptions&
                                                    " is out of range: use 1 to ", "beam_size (",
                                                    result.beam_size, ")"));
   }
-  result.max_decoding_length =
+  result.max_length =
       options.max_length() == 0 ? limits.default_max_length : options.max_length();
-  if (result.max_decoding_length < 1 || result.max_decoding_length > limits.max_length) {
+  if (result.max_length < 1 || result.max_length > limits.max_length) {
     return absl::InvalidArgumentError(absl::StrCat("max_length ", options.max_length(),
                                                    " is out of range: use 1 to ", limits.max_length,
                                                    ", or 0 for the default"));

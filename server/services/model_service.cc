@@ -35,12 +35,12 @@ absl::StatusOr<ModelSpec> MakeModelSpec(const ModelDefaults& defaults, const std
   ModelSpec spec;
   spec.name = name;
   spec.model_dir = (std::filesystem::path(defaults.model_root) / relative).string();
-  spec.executor = defaults.executor;
-  if (threads > 0) spec.executor.num_threads = threads;
+  spec.runtime = defaults.runtime;
+  if (threads > 0) spec.runtime.num_threads = threads;
   if (device == "cpu") {
-    spec.executor.device = DeviceKind::kCpu;
+    spec.runtime.device = DeviceKind::kCpu;
   } else if (device == "cuda") {
-    spec.executor.device = DeviceKind::kCuda;
+    spec.runtime.device = DeviceKind::kCuda;
   } else if (!device.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("device \"", device, "\" is unknown: use cpu or cuda"));

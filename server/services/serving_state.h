@@ -20,7 +20,7 @@ namespace quantmt::server {
 // Settings for models loaded by LoadModel (and at start).
 struct ModelDefaults {
   std::string model_root = "models";
-  TranslatorOptions executor;
+  RuntimeOptions runtime;
   int replicas = 0;  // 0: the engine decides
   SchedulerOptions scheduler;
 };

@@ -183,7 +183,7 @@ TEST(CudaBatchDecoderTest, EngineOnTheGpuGivesPlainSearchResults) {
   const auto sources = testing::RandomSources(24, 14, 9);
   TranslationOptions greedy;
   greedy.beam_size = 1;
-  greedy.max_decoding_length = 20;
+  greedy.max_length = 20;
   auto model = testing::TinyModel(testing::TinyConfig(), 7);
   model->to(torch::kCUDA);
   SearchOptions search = ToSearchOptions(greedy, model->config());
@@ -201,8 +201,8 @@ TEST(CudaBatchDecoderTest, EngineOnTheGpuGivesPlainSearchResults) {
   }
   auto engine = CreateEngine({}, testing::TinyLoader());
   ModelSpec spec = testing::TinySpec("tiny-gpu", 7);
-  spec.executor.device = DeviceKind::kCuda;
-  spec.executor.compute_type = "float32";
+  spec.runtime.device = DeviceKind::kCuda;
+  spec.runtime.compute_type = "float32";
   spec.scheduler.max_batch_sentences = 8;  // sentences join a running batch
   ASSERT_TRUE(engine->LoadModel(spec).ok());
   TranslationRequest request;

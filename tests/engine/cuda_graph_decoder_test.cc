@@ -277,11 +277,11 @@ TEST(CudaGraphDecoderTest, TranslatorOnCudaMatchesCpu) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   const auto lines = CaptionLines(100);
   if (lines.empty()) GTEST_SKIP() << "no captions/test.de under QUANTMT_DATA_DIR";
-  TranslatorOptions cpu_options;
+  RuntimeOptions cpu_options;
   cpu_options.num_threads = 4;
   auto cpu = Translator::Create(DefaultModelDir(), cpu_options);
   ASSERT_TRUE(cpu.ok()) << cpu.status();
-  TranslatorOptions gpu_options;
+  RuntimeOptions gpu_options;
   gpu_options.device = DeviceKind::kCuda;
   gpu_options.compute_type = "float32";
   auto gpu = Translator::Create(DefaultModelDir(), gpu_options);

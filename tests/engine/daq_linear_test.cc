@@ -12,8 +12,8 @@
 #include "kernels/dnnl_matmul.h"
 #include "model/daq_params.h"
 #include "model/model_io.h"
-#include "model/pq_kernels.h"
-#include "model/pq_linear.h"
+#include "model/daq_kernels.h"
+#include "model/daq_linear.h"
 #include "tiny_model.h"
 
 namespace quantmt {
@@ -36,9 +36,9 @@ DaqLayout Layout(int64_t in, int64_t out, int64_t block, int64_t buckets, int bi
 
 // A layer with random codes; `integers` makes every centroid a small integer
 // so that all float sums are exact.
-std::shared_ptr<PqLinear> RandomLayer(const DaqLayout& layout, bool integers, uint64_t seed) {
+std::shared_ptr<DaqLinear> RandomLayer(const DaqLayout& layout, bool integers, uint64_t seed) {
   torch::manual_seed(seed);
-  auto layer = std::make_shared<PqLinear>(layout, /*with_bias=*/true);
+  auto layer = std::make_shared<DaqLinear>(layout, /*with_bias=*/true);
   auto centroids = integers
                        ? torch::randint(-8, 9, {layout.buckets, layout.centroids, layout.block})
                              .to(torch::kFloat32)
@@ -46,7 +46,7 @@ std::shared_ptr<PqLinear> RandomLayer(const DaqLayout& layout, bool integers, ui
   auto codes = torch::randint(0, layout.centroids, {layout.out_features, layout.blocks_per_row()})
                    .to(torch::kUInt8);
   // Uneven buckets: the layout is data, not a formula.
-  auto offsets = pq::EvenBucketOffsets(layout.out_features, layout.buckets);
+  auto offsets = daq::EvenBucketOffsets(layout.out_features, layout.buckets);
   if (layout.buckets > 1) offsets[1] = offsets[1].item<int32_t>() - 1;
   layer->SetCodes(centroids, codes, offsets, torch::kFloat32);
   torch::NoGradGuard no_grad;
@@ -56,7 +56,7 @@ std::shared_ptr<PqLinear> RandomLayer(const DaqLayout& layout, bool integers, ui
   return layer;
 }
 
-torch::Tensor RunWith(PqLinear& layer, DaqKernel kernel, const torch::Tensor& input) {
+torch::Tensor RunWith(DaqLinear& layer, DaqKernel kernel, const torch::Tensor& input) {
   torch::NoGradGuard no_grad;
   layer.set_kernel(kernel);
   return layer.Forward(input);
@@ -65,9 +65,9 @@ torch::Tensor RunWith(PqLinear& layer, DaqKernel kernel, const torch::Tensor& in
 TEST(DaqCodesTest, NibblePackingRoundTrips) {
   for (int64_t n : {1, 6, 9}) {
     auto codes = torch::randint(0, 16, {5, n}).to(torch::kUInt8);
-    auto packed = pq::PackNibbles(codes);
+    auto packed = daq::PackNibbles(codes);
     ASSERT_EQ(packed.size(1), (n + 1) / 2);
-    EXPECT_TRUE(pq::UnpackNibbles(packed, n).equal(codes)) << "n = " << n;
+    EXPECT_TRUE(daq::UnpackNibbles(packed, n).equal(codes)) << "n = " << n;
     // Block 0 sits in the low nibble of byte 0, block 1 in its high nibble.
     EXPECT_EQ(packed[0][0].item<int>(),
               codes[0][0].item<int>() | (n > 1 ? codes[0][1].item<int>() << 4 : 0));
@@ -79,11 +79,11 @@ TEST(DaqCodesTest, Int8CentroidsStayWithinHalfAScale) {
   auto centroids = torch::randn({3, 16, 4}) * torch::tensor({0.01f, 1.0f, 50.0f}).view({3, 1, 1});
   centroids[1].zero_();  // an all-zero bucket keeps scale 1
   for (auto scale_type : {torch::kFloat32, torch::kFloat16}) {
-    pq::Int8Centroids q = pq::QuantizeCentroidsInt8(centroids, scale_type);
+    daq::Int8Centroids q = daq::QuantizeCentroidsInt8(centroids, scale_type);
     ASSERT_EQ(q.values.scalar_type(), torch::kInt8);
     ASSERT_EQ(q.scales.scalar_type(), scale_type);
     auto scales = q.scales.to(torch::kFloat32);
-    auto restored = pq::DequantizeCentroids(q.values, scales);
+    auto restored = daq::DequantizeCentroids(q.values, scales);
     auto error = (restored - centroids).abs().amax({1, 2});
     for (int b = 0; b < 3; ++b) {
       EXPECT_GT(scales[b].item<float>(), 0.0f);
@@ -123,8 +123,8 @@ TEST(DaqKernelTest, LookupMatchesFloat64WithinSummationBound) {
   const DaqLayout layout = Layout(384, 600, 8, 2, 8, 256);
   auto layer = RandomLayer(layout, /*integers=*/false, 5);
   auto input = torch::randn({9, layout.in_features});
-  auto weight = pq::DecodeRows(layer->FloatCentroids(), layer->UnpackedCodes(),
-                               pq::RowBuckets(layer->named_buffers()["bucket_offsets"], 600))
+  auto weight = daq::DecodeRows(layer->FloatCentroids(), layer->UnpackedCodes(),
+                               daq::RowBuckets(layer->named_buffers()["bucket_offsets"], 600))
                     .to(torch::kFloat64);
   auto bias = layer->bias().detach().to(torch::kFloat64);
   auto reference = torch::addmm(bias, input.to(torch::kFloat64), weight.t());
@@ -152,9 +152,9 @@ TEST(DaqKernelTest, PreparedDecompressEqualsDecodeThenMatmul) {
         Layout(64, 50, 8, 2, 8, 256, /*int8=*/true)}) {
     auto layer = RandomLayer(layout, /*integers=*/true, 13);
     torch::NoGradGuard no_grad;
-    auto weight = pq::DecodeRows(
+    auto weight = daq::DecodeRows(
         layer->FloatCentroids(), layer->UnpackedCodes(),
-        pq::RowBuckets(layer->named_buffers()["bucket_offsets"], layout.out_features));
+        daq::RowBuckets(layer->named_buffers()["bucket_offsets"], layout.out_features));
     layer->set_kernel(DaqKernel::kDecompress);
     layer->PrepareForInference();
     ASSERT_EQ(layer->prepacked(), kernels::HaveDnnl());
@@ -197,8 +197,8 @@ TEST(DaqKernelTest, EmbedRowsDecodesOnlyTheRowsAsked) {
     auto layer = RandomLayer(layout, false, 2);
     auto ids = torch::tensor({{0, 49, 17}, {3, 3, 20}}, torch::kLong);
     auto rows = layer->EmbedRows(ids);
-    auto weight = pq::DecodeRows(layer->FloatCentroids(), layer->UnpackedCodes(),
-                                 pq::RowBuckets(layer->named_buffers()["bucket_offsets"], 50));
+    auto weight = daq::DecodeRows(layer->FloatCentroids(), layer->UnpackedCodes(),
+                                 daq::RowBuckets(layer->named_buffers()["bucket_offsets"], 50));
     EXPECT_TRUE(rows.equal(torch::embedding(weight, ids)));
     // A prepared layer (decoded weight packed, plain copy dropped) too.
     layer->set_kernel(DaqKernel::kDecompress);
@@ -303,10 +303,10 @@ TEST_F(DaqCheckpointTest, SavedModelLoadsAndTranslatesTheSame) {
   PrepareForInference(**again);
   EXPECT_TRUE(torch::allclose((*loaded)->Forward(source, target), (*again)->Forward(source, target),
                               1e-4, 1e-4));
-  // Layers DAQ quantizes are PqLinear; layer norms stay float.
+  // Layers DAQ quantizes are DaqLinear; layer norms stay float.
   int quantized = 0;
   for (const auto& item : (*loaded)->named_modules()) {
-    quantized += dynamic_cast<PqLinear*>(item.value().get()) != nullptr;
+    quantized += dynamic_cast<DaqLinear*>(item.value().get()) != nullptr;
   }
   EXPECT_EQ(quantized, 2 * (4 + 2) + 2 * (8 + 2) + 1);
 }

@@ -31,7 +31,7 @@ inline std::vector<std::string> ReadLines(const std::string& path, size_t limit)
 
 // A Translator on 2 threads; null (with a test failure) when it cannot load.
 inline std::unique_ptr<Translator> LoadTranslator(const std::string& model_dir) {
-  TranslatorOptions options;
+  RuntimeOptions options;
   options.num_threads = 2;
   auto translator = Translator::Create(model_dir, options);
   EXPECT_TRUE(translator.ok()) << translator.status();

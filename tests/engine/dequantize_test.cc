@@ -10,7 +10,7 @@
 #include "model/int8_convert.h"
 #include "model/int8_linear.h"
 #include "model/int8_quantize.h"
-#include "model/pq_linear.h"
+#include "model/daq_linear.h"
 #include "tiny_model.h"
 
 namespace quantmt {
@@ -70,7 +70,7 @@ TEST(DequantizeTest, DaqTwinComputesWhatTheDaqModelComputes) {
   // Every layer holds the decoded codes.
   auto twin_modules = twin->named_modules();
   for (const auto& item : daq->named_modules()) {
-    if (auto* layer = dynamic_cast<PqLinear*>(item.value().get())) {
+    if (auto* layer = dynamic_cast<DaqLinear*>(item.value().get())) {
       auto* dense = dynamic_cast<FloatLinear*>(twin_modules[item.key()].get());
       ASSERT_NE(dense, nullptr) << item.key();
       EXPECT_TRUE(torch::equal(dense->weight(), layer->DenseWeight())) << item.key();

@@ -52,7 +52,7 @@ class EngineModelDirTest : public ::testing::Test {
     ModelSpec spec;
     spec.name = name;
     spec.model_dir = dir_->string();
-    spec.executor.num_threads = 1;
+    spec.runtime.num_threads = 1;
     spec.replicas = 1;
     return spec;
   }
@@ -64,7 +64,7 @@ fs::path* EngineModelDirTest::dir_ = nullptr;
 TEST_F(EngineModelDirTest, TranslatesTextLikeTheTranslator) {
   auto engine = Engine::Create({});
   ASSERT_TRUE(engine->LoadModel(Spec("de-en")).ok());
-  TranslatorOptions translator_options;
+  RuntimeOptions translator_options;
   translator_options.num_threads = 1;
   auto translator = Translator::Create(dir_->string(), translator_options);
   ASSERT_TRUE(translator.ok()) << translator.status();
@@ -73,7 +73,7 @@ TEST_F(EngineModelDirTest, TranslatesTextLikeTheTranslator) {
   request.sentences = {"ein Hund", "", "die Katze schläft auf dem Sofa", "zwei"};
   request.options.beam_size = 3;
   request.options.num_hypotheses = 2;
-  request.options.max_decoding_length = 8;
+  request.options.max_length = 8;
   auto expected = (*translator)->Translate(request.sentences, request.options);
   ASSERT_TRUE(expected.ok());
   std::vector<std::string> streamed(4);

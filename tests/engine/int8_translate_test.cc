@@ -59,14 +59,14 @@ class Int8TranslateTest : public ::testing::Test {
 
   static std::vector<std::vector<int>> Translate(const std::string& model_dir,
                                                  const std::vector<std::string>& sentences,
-                                                 TranslatorOptions options = {}) {
+                                                 RuntimeOptions options = {}) {
     options.num_threads = 2;
     auto translator = Translator::Create(model_dir, options);
     EXPECT_TRUE(translator.ok()) << translator.status();
     if (!translator.ok()) return {};
     TranslationOptions greedy;
     greedy.beam_size = 1;
-    greedy.max_decoding_length = 12;
+    greedy.max_length = 12;
     auto results = (*translator)->Translate(sentences, greedy);
     EXPECT_TRUE(results.ok()) << results.status();
     std::vector<std::vector<int>> tokens;
@@ -146,7 +146,7 @@ TEST_F(Int8TranslateTest, OnTheGpuTranslatesAsItsFloatTwinOnTheCpu) {
   ASSERT_TRUE(twin.ok()) << twin.status();
   ASSERT_TRUE(SaveModelDirectory(twin_dir.string(), (*twin)->config(), **twin).ok());
 
-  TranslatorOptions gpu;
+  RuntimeOptions gpu;
   gpu.device = DeviceKind::kCuda;
   gpu.compute_type = "float32";
   auto translator = Translator::Create(int8_dir, gpu);

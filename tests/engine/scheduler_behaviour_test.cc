@@ -55,7 +55,7 @@ class RecordingObserver : public EngineObserver {
 TranslationOptions Greedy(int max_length = 20) {
   TranslationOptions options;
   options.beam_size = 1;
-  options.max_decoding_length = max_length;
+  options.max_length = max_length;
   return options;
 }
 
@@ -138,7 +138,7 @@ TEST(SchedulerBehaviourTest, OrderOfSubmissionAndCompletionDoesNotChangeResults)
 void SubmitBlocker(Engine& engine, Gate* started, Gate* release, RequestOutcome* outcome,
                    Gate* finished) {
   TranslationOptions options = Greedy(40);
-  options.min_decoding_length = 40;
+  options.min_length = 40;
   TranslationRequest request = IdsRequest({{5, 6, 3}}, options);
   auto first = std::make_shared<std::atomic<bool>>(true);
   request.on_token = [=](const TokenEvent&) {
@@ -212,7 +212,7 @@ TEST(SchedulerBehaviourTest, CancelledRequestStopsAtTheNextStep) {
   for (int beam : {1, 4}) {
     TranslationOptions options = Greedy(60);
     options.beam_size = beam;
-    options.min_decoding_length = 60;
+    options.min_length = 60;
     TranslationRequest request = IdsRequest({{5, 6, 7, 3}}, options);
     request.cancellation = std::make_shared<CancellationToken>();
     int events = 0;

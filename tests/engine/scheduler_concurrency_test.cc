@@ -56,7 +56,7 @@ TranslationRequest IdsRequest(std::vector<std::vector<int>> sources, int beam) {
   TranslationRequest request;
   request.source_ids = std::move(sources);
   request.options.beam_size = beam;
-  request.options.max_decoding_length = 16;
+  request.options.max_length = 16;
   return request;
 }
 
@@ -146,7 +146,7 @@ TEST(SchedulerConcurrencyTest, ShutdownCancelsWhatOutlivesTheGraceAndRefusesNewW
   Tracker tracker;
   for (int i = 0; i < 6; ++i) {
     TranslationRequest request = IdsRequest({{5, 6, 3}}, 1);
-    request.options.max_decoding_length = request.options.min_decoding_length = 64;
+    request.options.max_length = request.options.min_length = 64;
     engine->Translate("tiny", std::move(request), tracker.Expect({}));
   }
   engine->Shutdown(absl::ZeroDuration());

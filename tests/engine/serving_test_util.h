@@ -24,7 +24,7 @@ namespace quantmt::testing {
 inline ModelRepository::Loader TinyLoader() {
   return [](const ModelSpec& spec) -> absl::StatusOr<std::shared_ptr<LoadedModel>> {
     if (spec.model_dir == "fail") return absl::DataLossError("fail: corrupt weights (test)");
-    return PlaceModel(TinyModel(TinyConfig(), std::stoull(spec.model_dir)), spec.executor,
+    return PlaceModel(TinyModel(TinyConfig(), std::stoull(spec.model_dir)), spec.runtime,
                       spec.model_dir);
   };
 }
@@ -34,7 +34,7 @@ inline ModelSpec TinySpec(const std::string& name, int seed = 7) {
   spec.name = name;
   spec.model_dir = std::to_string(seed);
   spec.replicas = 1;
-  spec.executor.num_threads = 1;
+  spec.runtime.num_threads = 1;
   spec.scheduler.max_batch_wait = absl::ZeroDuration();
   return spec;
 }

@@ -5,8 +5,8 @@
 
 #include <vector>
 
-#include "model/pq_kernels.h"
-#include "model/pq_linear.h"
+#include "model/daq_kernels.h"
+#include "model/daq_linear.h"
 #include "model/transformer.h"
 
 namespace quantmt::testing {
@@ -54,13 +54,13 @@ inline int SetRandomDaqCodes(Transformer& model, torch::ScalarType scale_dtype,
                              double spread = 1.0) {
   int layers = 0;
   for (const auto& item : model.named_modules()) {
-    auto* layer = dynamic_cast<PqLinear*>(item.value().get());
+    auto* layer = dynamic_cast<DaqLinear*>(item.value().get());
     if (layer == nullptr) continue;
     const DaqLayout& l = layer->layout();
     layer->SetCodes(
         torch::randn({l.buckets, l.centroids, l.block}) * spread,
         torch::randint(0, l.centroids, {l.out_features, l.blocks_per_row()}).to(torch::kUInt8),
-        pq::EvenBucketOffsets(l.out_features, l.buckets), scale_dtype);
+        daq::EvenBucketOffsets(l.out_features, l.buckets), scale_dtype);
     ++layers;
   }
   return layers;

@@ -58,7 +58,7 @@ class TranslatorTest : public ::testing::Test {
   }
 
   std::unique_ptr<Translator> Load() {
-    TranslatorOptions options;
+    RuntimeOptions options;
     options.num_threads = 1;
     auto translator = Translator::Create(dir_->string(), options);
     EXPECT_TRUE(translator.ok()) << translator.status();
@@ -75,7 +75,7 @@ TEST_F(TranslatorTest, TranslatesEverySentenceInOrder) {
   TranslationOptions options;
   options.beam_size = 3;
   options.num_hypotheses = 2;
-  options.max_decoding_length = 8;
+  options.max_length = 8;
   options.max_batch_size = 2;  // several batches, sorted by length
   const std::vector<std::string> sentences = {"ein Hund", "", "die Katze schläft auf dem Sofa",
                                               "ja"};
@@ -141,11 +141,11 @@ TEST_F(TranslatorTest, BadOptionsAreRefused) {
   options.beam_size = 2;
   refuse(options, "num_hypotheses");
   options = {};
-  options.max_decoding_length = 0;
-  refuse(options, "max_decoding_length");
+  options.max_length = 0;
+  refuse(options, "max_length");
   options = {};
-  options.min_decoding_length = 300;
-  refuse(options, "min_decoding_length");
+  options.min_length = 300;
+  refuse(options, "min_length");
   options = {};
   options.length_penalty = -1;
   refuse(options, "length_penalty");
@@ -178,7 +178,7 @@ TEST_F(TranslatorTest, MissingOrMismatchedTokenizerIsRefused) {
 }
 
 TEST_F(TranslatorTest, BadComputeTypeAndDeviceAreRefused) {
-  TranslatorOptions options;
+  RuntimeOptions options;
   options.compute_type = "float16";
   EXPECT_EQ(Translator::Create(dir_->string(), options).status().code(),
             absl::StatusCode::kInvalidArgument);

@@ -66,7 +66,7 @@ class CliTest(unittest.TestCase):
         self.assertIn(f"{len(LINES)}/{len(LINES)}", progress)  # the progress bar's end
 
     def test_translate_nbest_with_scores(self):
-        out, _, _ = self.quantmt("translate", "--beam_size", "4", "--nbest", "2", "--scores",
+        out, _, _ = self.quantmt("translate", "--beam_size", "4", "--num_hypotheses", "2", "--scores",
                                  stdin="Guten Morgen.\n")
         hypotheses = [line.split("\t") for line in out.splitlines()]
         self.assertEqual(len(hypotheses), 2, out)

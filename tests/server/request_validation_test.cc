@@ -31,7 +31,7 @@ TEST(RequestValidationTest, AcceptsAndAppliesDefaults) {
   EXPECT_EQ(result->sentences.size(), 2u);
   EXPECT_EQ(result->options.beam_size, 4);
   EXPECT_EQ(result->options.num_hypotheses, 1);
-  EXPECT_EQ(result->options.max_decoding_length, 256);
+  EXPECT_EQ(result->options.max_length, 256);
   EXPECT_EQ(result->options.max_input_length, 0);  // the model's own limit
   EXPECT_FALSE(result->return_scores);
 }

@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "model/pq_kernels.h"
+#include "model/daq_kernels.h"
 #include "train/compress/daq_quantizer.h"
 #include "train/compress/daq_train_linear.h"
 #include "train/compress/kmeans.h"
@@ -52,18 +52,18 @@ TEST(KMeansTest, MoreClustersThanDistinctPointsIsExact) {
   EXPECT_NEAR(result.distortion.back(), 0.0, 1e-6);
 }
 
-TEST(PqMatrixTest, BucketsAndCentroidsLowerTheError) {
+TEST(DaqMatrixTest, BucketsAndCentroidsLowerTheError) {
   torch::manual_seed(2);
   auto weight = torch::randn({96, 64});
   double previous = 1e30;
   for (const auto& [buckets, centroids] :
        std::vector<std::pair<int64_t, int64_t>>{{1, 16}, {4, 16}, {4, 64}}) {
-    PqMatrixOptions options;
+    DaqMatrixOptions options;
     options.block = 4;
     options.buckets = buckets;
     options.centroids = centroids;
     options.n_iter = 8;
-    PqMatrix matrix = QuantizeMatrix(weight, options);
+    DaqMatrix matrix = QuantizeMatrix(weight, options);
     ASSERT_EQ(matrix.codes.sizes().vec(), (std::vector<int64_t>{96, 16}));
     ASSERT_EQ(matrix.centroids.sizes().vec(), (std::vector<int64_t>{buckets, centroids, 4}));
     const double error = (Reconstruct(matrix) - weight).pow(2).sum().item<double>();

@@ -99,7 +99,7 @@ class DaqPipelineTest : public ::testing::Test {
     EXPECT_EQ((*translator)->info().quantization, "daq");
     TranslationOptions options;
     options.beam_size = 2;
-    options.max_decoding_length = 10;
+    options.max_length = 10;
     auto results = (*translator)->Translate({"der Hund", "the red cat runs"}, options);
     ASSERT_TRUE(results.ok()) << results.status();
     ASSERT_EQ(results->size(), 2u);

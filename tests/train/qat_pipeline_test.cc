@@ -192,7 +192,7 @@ TEST_F(QatPipelineTest, ToolExportsAnInt8StaticModelThatTranslates) {
   ASSERT_NE(table, nullptr);
   EXPECT_EQ(table->dtype, checkpoint::DType::kI8);
 
-  TranslatorOptions translator_options;
+  RuntimeOptions translator_options;
   translator_options.num_threads = 1;
   auto translator = Translator::Create(final_dir.string(), translator_options);
   ASSERT_TRUE(translator.ok()) << translator.status();

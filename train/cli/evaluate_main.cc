@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  quantmt::TranslatorOptions translator_options;
+  quantmt::RuntimeOptions translator_options;
   translator_options.num_threads = threads;
   translator_options.device =
       device == "cuda" ? quantmt::DeviceKind::kCuda : quantmt::DeviceKind::kCpu;

@@ -40,12 +40,13 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--threads", flags.threads, "CPU threads (0: all cores)")->capture_default_str();
   app.add_option("--beam_size", flags.translation.beam_size)->capture_default_str();
-  app.add_option("--nbest", flags.translation.num_hypotheses, "Hypotheses per sentence")
+  app.add_option("--num_hypotheses,--nbest", flags.translation.num_hypotheses,
+                 "Hypotheses per sentence (--nbest: the same, its former name)")
       ->capture_default_str();
   app.add_option("--length_penalty", flags.translation.length_penalty)->capture_default_str();
-  app.add_option("--max_length", flags.translation.max_decoding_length, "Max generated tokens")
+  app.add_option("--max_length", flags.translation.max_length, "Max generated tokens")
       ->capture_default_str();
-  app.add_option("--min_length", flags.translation.min_decoding_length)->capture_default_str();
+  app.add_option("--min_length", flags.translation.min_length)->capture_default_str();
   app.add_option("--max_input_length", flags.translation.max_input_length,
                  "Max source tokens (0: the model's limit)")
       ->capture_default_str();
@@ -55,7 +56,7 @@ int main(int argc, char** argv) {
   app.add_flag("-q,--quiet", flags.quiet, "No progress on stderr");
   CLI11_PARSE(app, argc, argv);
 
-  quantmt::TranslatorOptions options;
+  quantmt::RuntimeOptions options;
   options.device = flags.device == "cuda" ? quantmt::DeviceKind::kCuda : quantmt::DeviceKind::kCpu;
   options.num_threads = flags.threads;
   options.compute_type = flags.compute_type;

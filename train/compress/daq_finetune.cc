@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "model/model_io.h"
-#include "model/pq_linear.h"
+#include "model/daq_linear.h"
 #include "train/compress/daq_quantizer.h"
 
 namespace quantmt::compress {
@@ -84,7 +84,7 @@ absl::StatusOr<std::shared_ptr<Transformer>> ToEngineModel(Transformer& trained,
   CopyMatchingTensors(trained, *daq);
   auto trained_modules = trained.named_modules();
   for (const auto& item : daq->named_modules()) {
-    auto* layer = dynamic_cast<PqLinear*>(item.value().get());
+    auto* layer = dynamic_cast<DaqLinear*>(item.value().get());
     if (layer == nullptr) continue;
     const auto* source = trained_modules.find(item.key());
     auto* trained_layer =

@@ -9,8 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "model/model_io.h"
-#include "model/pq_kernels.h"
-#include "model/pq_linear.h"
+#include "model/daq_kernels.h"
+#include "model/daq_linear.h"
 #include "train/compress/kmeans.h"
 
 namespace quantmt::compress {
@@ -24,13 +24,13 @@ torch::ScalarType FloatType(const std::string& dtype) {
 
 }  // namespace
 
-PqMatrix QuantizeMatrix(const torch::Tensor& weight, const PqMatrixOptions& options) {
+DaqMatrix QuantizeMatrix(const torch::Tensor& weight, const DaqMatrixOptions& options) {
   torch::NoGradGuard no_grad;
   auto w = weight.detach().to(torch::kFloat32);
   const int64_t out = w.size(0), in = w.size(1), bs = options.block, nb = in / bs;
   const int64_t buckets = std::min(options.buckets, out);
-  PqMatrix result;
-  result.offsets = pq::EvenBucketOffsets(out, buckets);
+  DaqMatrix result;
+  result.offsets = daq::EvenBucketOffsets(out, buckets);
   result.centroids = torch::empty({buckets, options.centroids, bs}, w.options());
   result.codes = torch::empty({out, nb}, torch::kUInt8);
   const int32_t* offsets = result.offsets.data_ptr<int32_t>();
@@ -49,18 +49,18 @@ PqMatrix QuantizeMatrix(const torch::Tensor& weight, const PqMatrixOptions& opti
   return result;
 }
 
-torch::Tensor Reconstruct(const PqMatrix& matrix) {
+torch::Tensor Reconstruct(const DaqMatrix& matrix) {
   auto codes = matrix.codes.to(matrix.centroids.device());
-  auto buckets = pq::RowBuckets(matrix.offsets.to(matrix.centroids.device()), codes.size(0));
-  return pq::DecodeRows(matrix.centroids, codes, buckets);
+  auto buckets = daq::RowBuckets(matrix.offsets.to(matrix.centroids.device()), codes.size(0));
+  return daq::DecodeRows(matrix.centroids, codes, buckets);
 }
 
 torch::Tensor RoundCentroids(const torch::Tensor& centroids, const std::string& dtype,
                              const std::string& scale_dtype) {
   torch::NoGradGuard no_grad;
   if (dtype == "int8") {
-    pq::Int8Centroids q = pq::QuantizeCentroidsInt8(centroids, FloatType(scale_dtype));
-    return pq::DequantizeCentroids(q.values, q.scales.to(torch::kFloat32));
+    daq::Int8Centroids q = daq::QuantizeCentroidsInt8(centroids, FloatType(scale_dtype));
+    return daq::DequantizeCentroids(q.values, q.scales.to(torch::kFloat32));
   }
   return centroids.to(FloatType(dtype)).to(torch::kFloat32);
 }
@@ -90,9 +90,9 @@ absl::StatusOr<std::shared_ptr<Transformer>> QuantizeTransformer(
   ASSIGN_OR_RETURN(std::shared_ptr<Transformer> daq, Transformer::Create(daq_config));
   CopyMatchingTensors(source, *daq);
   const auto source_parameters = source.named_parameters();
-  std::vector<std::pair<std::string, PqLinear*>> layers;
+  std::vector<std::pair<std::string, DaqLinear*>> layers;
   for (const auto& item : daq->named_modules()) {
-    if (auto* layer = dynamic_cast<PqLinear*>(item.value().get())) {
+    if (auto* layer = dynamic_cast<DaqLinear*>(item.value().get())) {
       layers.emplace_back(item.key(), layer);
     }
   }
@@ -107,21 +107,21 @@ absl::StatusOr<std::shared_ptr<Transformer>> QuantizeTransformer(
                                                      ".weight' of shape [", layout.out_features,
                                                      ", ", layout.in_features, "]"));
     }
-    PqMatrixOptions matrix_options;
+    DaqMatrixOptions matrix_options;
     matrix_options.block = layout.block;
     matrix_options.buckets = layout.buckets;
     matrix_options.centroids = layout.centroids;
     matrix_options.n_iter = options.params.kmeans_iterations;
     matrix_options.seed = options.seed + 1000 * i;
-    PqMatrix matrix = QuantizeMatrix(weight->to(options.device), matrix_options);
+    DaqMatrix matrix = QuantizeMatrix(weight->to(options.device), matrix_options);
     matrix.centroids =
         RoundCentroids(matrix.centroids, options.params.centroid_dtype, scale_dtype).cpu();
     layer->SetCodes(matrix.centroids, matrix.codes, matrix.offsets, FloatType(scale_dtype));
     torch::NoGradGuard no_grad;
     auto original = weight->to(torch::kFloat32);
     auto decoded =
-        pq::DecodeRows(layer->FloatCentroids().to(torch::kFloat32), layer->UnpackedCodes(),
-                       pq::RowBuckets(matrix.offsets, layout.out_features));
+        daq::DecodeRows(layer->FloatCentroids().to(torch::kFloat32), layer->UnpackedCodes(),
+                       daq::RowBuckets(matrix.offsets, layout.out_features));
     const double squared_error = (decoded - original).pow(2).sum().item<double>();
     const double squared_norm = original.pow(2).sum().item<double>();
     if (errors != nullptr) {

@@ -16,14 +16,14 @@
 
 namespace quantmt::compress {
 
-// One quantized matrix (see engine/model/pq_kernels.h for the layout).
-struct PqMatrix {
+// One quantized matrix (see engine/model/daq_kernels.h for the layout).
+struct DaqMatrix {
   torch::Tensor centroids;  // float32 [N, K, bs]
   torch::Tensor codes;      // uint8 [out, in / bs], unpacked
   torch::Tensor offsets;    // int32 [N + 1] (CPU)
 };
 
-struct PqMatrixOptions {
+struct DaqMatrixOptions {
   int64_t block = 8;
   int64_t buckets = 1;  // capped at the row count
   int64_t centroids = 256;
@@ -33,9 +33,9 @@ struct PqMatrixOptions {
 
 // Splits weight [out, in] into row buckets and runs k-means on the blocks of
 // each. REQUIRES: block divides in.
-PqMatrix QuantizeMatrix(const torch::Tensor& weight, const PqMatrixOptions& options);
+DaqMatrix QuantizeMatrix(const torch::Tensor& weight, const DaqMatrixOptions& options);
 // The weight the codes stand for: [out, in] float32.
-torch::Tensor Reconstruct(const PqMatrix& matrix);
+torch::Tensor Reconstruct(const DaqMatrix& matrix);
 // Rounds centroids through `dtype` storage ("float16", "bfloat16", "float32",
 // or "int8" with the per-bucket scale stored in `scale_dtype`): the values the
 // engine will read back.

@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "model/pq_kernels.h"
+#include "model/daq_kernels.h"
 #include "train/compress/daq_quantizer.h"
 #include "train/compress/kmeans.h"
 
@@ -29,7 +29,7 @@ DaqTrainLinear::DaqTrainLinear(const LinearSpec& spec, const DaqLayout* layout, 
     assignments_ = register_buffer("assignments",
                                    torch::zeros({out, layout_.blocks_per_row()}, torch::kUInt8));
     bucket_offsets_ =
-        register_buffer("bucket_offsets", pq::EvenBucketOffsets(out, layout_.buckets));
+        register_buffer("bucket_offsets", daq::EvenBucketOffsets(out, layout_.buckets));
   } else {
     // Xavier-uniform like FloatLinear; fine-tuning loads real weights anyway.
     const double bound = std::sqrt(6.0 / static_cast<double>(in + out));
@@ -40,19 +40,19 @@ DaqTrainLinear::DaqTrainLinear(const LinearSpec& spec, const DaqLayout* layout, 
 
 const torch::Tensor& DaqTrainLinear::RowBucketIndex() {
   if (!row_buckets_.defined() || row_buckets_.device() != bucket_offsets_.device()) {
-    row_buckets_ = pq::RowBuckets(bucket_offsets_, spec_.out_features);
+    row_buckets_ = daq::RowBuckets(bucket_offsets_, spec_.out_features);
   }
   return row_buckets_;
 }
 
 void DaqTrainLinear::QuantizeFrom(const torch::Tensor& weight, int n_iter, uint64_t seed) {
-  PqMatrixOptions options;
+  DaqMatrixOptions options;
   options.block = layout_.block;
   options.buckets = layout_.buckets;
   options.centroids = layout_.centroids;
   options.n_iter = n_iter;
   options.seed = seed;
-  PqMatrix matrix = QuantizeMatrix(weight, options);
+  DaqMatrix matrix = QuantizeMatrix(weight, options);
   torch::NoGradGuard no_grad;
   centroids_.copy_(matrix.centroids);
   assignments_.copy_(matrix.codes);
@@ -63,7 +63,7 @@ void DaqTrainLinear::QuantizeFrom(const torch::Tensor& weight, int n_iter, uint6
 void DaqTrainLinear::RefreshCodebooks() {
   torch::NoGradGuard no_grad;
   const int64_t out = spec_.out_features, nb = layout_.blocks_per_row(), bs = layout_.block;
-  auto offsets = pq::EvenBucketOffsets(out, layout_.buckets);
+  auto offsets = daq::EvenBucketOffsets(out, layout_.buckets);
   const int32_t* o = offsets.data_ptr<int32_t>();
   auto blocks = weight_.detach().view({out, nb, bs});
   std::vector<torch::Tensor> codebooks;
@@ -93,7 +93,7 @@ torch::Tensor DaqTrainLinear::NoisyWeight() {
     auto blocks = weight_.detach().view({out, nb, bs});
     auto mask = QuantNoiseMask(out, nb, noise_.rate, weight_.device()).unsqueeze(2);
     delta = torch::zeros_like(blocks);
-    auto offsets = pq::EvenBucketOffsets(out, layout_.buckets);
+    auto offsets = daq::EvenBucketOffsets(out, layout_.buckets);
     const int32_t* o = offsets.data_ptr<int32_t>();
     for (int64_t b = 0; b < layout_.buckets; ++b) {
       const int64_t rows = o[b + 1] - o[b];
@@ -111,7 +111,7 @@ torch::Tensor DaqTrainLinear::NoisyWeight() {
 }
 
 torch::Tensor DaqTrainLinear::Weight() {
-  if (quantized_) return pq::DecodeRows(centroids_, assignments_, RowBucketIndex());
+  if (quantized_) return daq::DecodeRows(centroids_, assignments_, RowBucketIndex());
   return NoisyWeight();
 }
 
@@ -122,7 +122,7 @@ torch::Tensor DaqTrainLinear::Forward(const torch::Tensor& input) {
 torch::Tensor DaqTrainLinear::EmbedRows(const torch::Tensor& ids) {
   if (!quantized_) return torch::embedding(NoisyWeight(), ids);
   auto flat = ids.reshape({-1});
-  auto rows = pq::DecodeRows(centroids_, assignments_.index_select(0, flat),
+  auto rows = daq::DecodeRows(centroids_, assignments_.index_select(0, flat),
                              RowBucketIndex().index_select(0, flat));
   auto sizes = ids.sizes().vec();
   sizes.push_back(spec_.in_features);

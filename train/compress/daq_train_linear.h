@@ -16,7 +16,7 @@
 
 #include "model/daq_params.h"
 #include "model/linear.h"
-#include "model/pq_linear.h"
+#include "model/daq_linear.h"
 
 namespace quantmt::compress {
 

@@ -71,9 +71,9 @@ struct SchedulerOptions {
 struct ModelSpec {
   std::string name;       // the name requests use, e.g. "de-en-int8"
   std::string model_dir;  // a model directory (config.json, weights, tokenizer)
-  // Device and compute type. On CPU, executor.num_threads is the intra-op
+  // Device and compute type. On CPU, runtime.num_threads is the intra-op
   // threads of EACH replica (0: hardware threads / replicas).
-  TranslatorOptions executor;
+  RuntimeOptions runtime;
   // Workers decoding in parallel, each with its own running batch, sharing
   // one copy of the weights; idle replicas split large requests. 0:
   // automatic; on CPU one replica of one thread per hardware thread,

@@ -19,7 +19,7 @@ namespace quantmt {
 
 enum class DeviceKind { kCpu, kCuda };
 
-struct TranslatorOptions {
+struct RuntimeOptions {
   DeviceKind device = DeviceKind::kCpu;
   int device_index = 0;  // CUDA device ordinal
   // CPU intra-op threads. This sets LibTorch's process-wide thread pool.
@@ -43,9 +43,9 @@ struct TranslationOptions {
   float length_penalty = 1.0f;
   // Generated tokens per sentence, end-of-sentence not counted. A longer
   // output is cut here. Capped by the model's max_target_positions.
-  int max_decoding_length = 256;
+  int max_length = 256;
   // End-of-sentence is not allowed before this many tokens.
-  int min_decoding_length = 0;
+  int min_length = 0;
   // Source tokens per sentence (end-of-sentence included); a longer sentence
   // is refused with InvalidArgument, never silently truncated.
   // Default: 0, meaning the model's max_source_positions.
@@ -54,6 +54,11 @@ struct TranslationOptions {
   // hold sentences of similar length and little padding.
   int max_batch_size = 32;
 };
+
+// InvalidArgument naming the first option outside the ranges documented
+// above. The engine checks every request with it; front ends with stricter
+// limits of their own check those first.
+absl::Status ValidateTranslationOptions(const TranslationOptions& options);
 
 struct Hypothesis {
   std::string text;
@@ -83,7 +88,7 @@ class Translator {
  public:
   // Loads and validates the model directory (config.json, weights, tokenizer).
   static absl::StatusOr<std::unique_ptr<Translator>> Create(const std::string& model_dir,
-                                                            const TranslatorOptions& options);
+                                                            const RuntimeOptions& options);
   virtual ~Translator() = default;
 
   // Translates every sentence, or fails as a whole with InvalidArgument

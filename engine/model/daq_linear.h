@@ -54,12 +54,12 @@ struct DaqLayout {
 // block size does not divide in_features).
 bool DaqLayoutFor(const DaqParams& params, const LinearSpec& spec, DaqLayout* layout);
 
-// Per-layer choice on the CPU by operation counts (see pq_linear.cc).
+// Per-layer choice on the CPU by operation counts (see daq_linear.cc).
 DaqKernel ChooseDaqKernel(const DaqLayout& layout);
 
-class PqLinear : public Linear {
+class DaqLinear : public Linear {
  public:
-  PqLinear(const DaqLayout& layout, bool with_bias);
+  DaqLinear(const DaqLayout& layout, bool with_bias);
 
   torch::Tensor Forward(const torch::Tensor& input) override;
   torch::Tensor EmbedRows(const torch::Tensor& ids) override;
@@ -120,7 +120,7 @@ class PqLinear : public Linear {
   std::shared_ptr<kernels::DnnlMatmul> packed_;
 };
 
-// The LinearFactory for scheme "daq": PqLinear for the quantized roles,
+// The LinearFactory for scheme "daq": DaqLinear for the quantized roles,
 // FloatLinear for the rest. `kernel` overrides the per-layer choice.
 absl::StatusOr<LinearFactory> DaqLinearFactory(const QuantizationConfig& quantization,
                                                DaqKernel kernel = DaqKernel::kAuto);

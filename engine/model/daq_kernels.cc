@@ -1,4 +1,4 @@
-#include "model/pq_kernels.h"
+#include "model/daq_kernels.h"
 
 #include <ATen/Parallel.h>
 
@@ -9,7 +9,7 @@
 #include <immintrin.h>
 #endif
 
-namespace quantmt::pq {
+namespace quantmt::daq {
 namespace {
 
 // sum_j table[j * K + codes[j]] for j < nb: one row's share of the product.
@@ -151,4 +151,4 @@ torch::Tensor LookupLinear(const torch::Tensor& input, const torch::Tensor& cent
   return output;
 }
 
-}  // namespace quantmt::pq
+}  // namespace quantmt::daq

@@ -1,4 +1,4 @@
-#include "model/pq_linear.h"
+#include "model/daq_linear.h"
 
 #include <ATen/record_function.h>
 
@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "model/packed_product.h"
-#include "model/pq_kernels.h"
+#include "model/daq_kernels.h"
 
 namespace quantmt {
 namespace {
@@ -63,7 +63,7 @@ DaqKernel ChooseDaqKernel(const DaqLayout& /*layout*/) {
   return DaqKernel::kDecompress;
 }
 
-PqLinear::PqLinear(const DaqLayout& layout, bool with_bias)
+DaqLinear::DaqLinear(const DaqLayout& layout, bool with_bias)
     : layout_(layout), kernel_(ChooseDaqKernel(layout)) {
   const int64_t N = layout.buckets, K = layout.centroids;
   if (layout.int8_centroids) {
@@ -75,55 +75,55 @@ PqLinear::PqLinear(const DaqLayout& layout, bool with_bias)
   assignments_ = register_buffer(
       "assignments", torch::zeros({layout.out_features, layout.code_columns()}, torch::kUInt8));
   bucket_offsets_ =
-      register_buffer("bucket_offsets", pq::EvenBucketOffsets(layout.out_features, N));
+      register_buffer("bucket_offsets", daq::EvenBucketOffsets(layout.out_features, N));
   if (with_bias) bias_ = register_parameter("bias", torch::zeros({layout.out_features}));
 }
 
-void PqLinear::set_kernel(DaqKernel kernel) {
+void DaqLinear::set_kernel(DaqKernel kernel) {
   kernel_ = kernel == DaqKernel::kAuto ? ChooseDaqKernel(layout_) : kernel;
   DropCaches();
 }
 
-void PqLinear::DropCaches() {
+void DaqLinear::DropCaches() {
   packed_.reset();
   weight_cache_ = torch::Tensor();
   centroid_cache_ = torch::Tensor();
   row_buckets_ = torch::Tensor();
 }
 
-torch::Tensor PqLinear::FloatCentroids() const {
-  if (layout_.int8_centroids) return pq::DequantizeCentroids(centroids_, centroid_scales_);
+torch::Tensor DaqLinear::FloatCentroids() const {
+  if (layout_.int8_centroids) return daq::DequantizeCentroids(centroids_, centroid_scales_);
   return centroids_;
 }
 
-torch::Tensor PqLinear::UnpackedCodes() const {
-  if (layout_.bits == 4) return pq::UnpackNibbles(assignments_, layout_.blocks_per_row());
+torch::Tensor DaqLinear::UnpackedCodes() const {
+  if (layout_.bits == 4) return daq::UnpackNibbles(assignments_, layout_.blocks_per_row());
   return assignments_;
 }
 
-const torch::Tensor& PqLinear::RowBucketIndex() {
+const torch::Tensor& DaqLinear::RowBucketIndex() {
   if (!row_buckets_.defined() || row_buckets_.device() != bucket_offsets_.device()) {
-    row_buckets_ = pq::RowBuckets(bucket_offsets_, layout_.out_features);
+    row_buckets_ = daq::RowBuckets(bucket_offsets_, layout_.out_features);
   }
   return row_buckets_;
 }
 
-torch::Tensor PqLinear::DecodedWeight(const torch::Tensor& like) {
+torch::Tensor DaqLinear::DecodedWeight(const torch::Tensor& like) {
   if (!weight_cache_.defined() || weight_cache_.device() != like.device() ||
       weight_cache_.scalar_type() != like.scalar_type()) {
     torch::NoGradGuard no_grad;
     weight_cache_ =
-        pq::DecodeRows(FloatCentroids().to(like.scalar_type()), UnpackedCodes(), RowBucketIndex());
+        daq::DecodeRows(FloatCentroids().to(like.scalar_type()), UnpackedCodes(), RowBucketIndex());
   }
   return weight_cache_;
 }
 
-torch::Tensor PqLinear::DenseWeight() {
+torch::Tensor DaqLinear::DenseWeight() {
   torch::NoGradGuard no_grad;
-  return pq::DecodeRows(FloatCentroids().to(torch::kFloat32), UnpackedCodes(), RowBucketIndex());
+  return daq::DecodeRows(FloatCentroids().to(torch::kFloat32), UnpackedCodes(), RowBucketIndex());
 }
 
-void PqLinear::PrepareForInference() {
+void DaqLinear::PrepareForInference() {
   torch::NoGradGuard no_grad;
   packed_.reset();
   RowBucketIndex();
@@ -139,8 +139,8 @@ void PqLinear::PrepareForInference() {
   if (packed_) weight_cache_ = torch::Tensor();
 }
 
-torch::Tensor PqLinear::Forward(const torch::Tensor& input) {
-  RECORD_FUNCTION("quantmt::pq_linear", std::vector<c10::IValue>());
+torch::Tensor DaqLinear::Forward(const torch::Tensor& input) {
+  RECORD_FUNCTION("quantmt::daq_linear", std::vector<c10::IValue>());
   if (packed_ && PackedProductServes(input)) return PackedProduct(*packed_, input);
   if (kernel_ == DaqKernel::kLookup && input.is_cpu() && input.scalar_type() == torch::kFloat32) {
     if (!centroid_cache_.defined()) {
@@ -149,7 +149,7 @@ torch::Tensor PqLinear::Forward(const torch::Tensor& input) {
     }
     auto rows = input.reshape({-1, layout_.in_features});
     auto bias = bias_.defined() ? bias_.to(torch::kFloat32).contiguous() : bias_;
-    auto output = pq::LookupLinear(rows, centroid_cache_, assignments_, bucket_offsets_,
+    auto output = daq::LookupLinear(rows, centroid_cache_, assignments_, bucket_offsets_,
                                    layout_.bits, layout_.out_features, bias);
     auto sizes = input.sizes().vec();
     sizes.back() = layout_.out_features;
@@ -160,19 +160,19 @@ torch::Tensor PqLinear::Forward(const torch::Tensor& input) {
   return DenseForward(input, DecodedWeight(input), bias_);
 }
 
-torch::Tensor PqLinear::EmbedRows(const torch::Tensor& ids) {
+torch::Tensor DaqLinear::EmbedRows(const torch::Tensor& ids) {
   if (weight_cache_.defined()) return torch::embedding(weight_cache_, ids);
   torch::NoGradGuard no_grad;
   auto flat = ids.reshape({-1});
   auto codes = assignments_.index_select(0, flat);
-  if (layout_.bits == 4) codes = pq::UnpackNibbles(codes, layout_.blocks_per_row());
-  auto rows = pq::DecodeRows(FloatCentroids(), codes, RowBucketIndex().index_select(0, flat));
+  if (layout_.bits == 4) codes = daq::UnpackNibbles(codes, layout_.blocks_per_row());
+  auto rows = daq::DecodeRows(FloatCentroids(), codes, RowBucketIndex().index_select(0, flat));
   auto sizes = ids.sizes().vec();
   sizes.push_back(layout_.in_features);
   return rows.view(sizes);
 }
 
-absl::Status PqLinear::ValidateWeights() const {
+absl::Status DaqLinear::ValidateWeights() const {
   const int64_t N = layout_.buckets;
   auto offsets = bucket_offsets_.to(torch::kCPU, torch::kLong);
   const int64_t* o = offsets.data_ptr<int64_t>();
@@ -210,23 +210,23 @@ absl::Status PqLinear::ValidateWeights() const {
   return absl::OkStatus();
 }
 
-void PqLinear::SetCodes(const torch::Tensor& centroids, const torch::Tensor& codes,
+void DaqLinear::SetCodes(const torch::Tensor& centroids, const torch::Tensor& codes,
                         const torch::Tensor& offsets, torch::ScalarType scale_dtype) {
   torch::NoGradGuard no_grad;
   if (layout_.int8_centroids) {
-    pq::Int8Centroids q = pq::QuantizeCentroidsInt8(centroids, scale_dtype);
+    daq::Int8Centroids q = daq::QuantizeCentroidsInt8(centroids, scale_dtype);
     centroids_.copy_(q.values);
     centroid_scales_.copy_(q.scales);
   } else {
     centroids_.copy_(centroids);
   }
   auto cpu_codes = codes.to(torch::kCPU, torch::kUInt8);
-  assignments_.copy_(layout_.bits == 4 ? pq::PackNibbles(cpu_codes) : cpu_codes);
+  assignments_.copy_(layout_.bits == 4 ? daq::PackNibbles(cpu_codes) : cpu_codes);
   bucket_offsets_.copy_(offsets);
   DropCaches();
 }
 
-int64_t PqLinear::ResidentBytes() const {
+int64_t DaqLinear::ResidentBytes() const {
   int64_t bytes = 0;
   for (const auto& t : {centroids_, centroid_scales_, assignments_, bucket_offsets_, bias_,
                         weight_cache_, centroid_cache_, row_buckets_}) {
@@ -240,7 +240,7 @@ int64_t PqLinear::ResidentBytes() const {
   return bytes;
 }
 
-void PqLinear::to(torch::Device device, torch::Dtype dtype, bool non_blocking) {
+void DaqLinear::to(torch::Device device, torch::Dtype dtype, bool non_blocking) {
   DropCaches();
   for (auto& p : named_parameters(false)) p->set_data(p->to(device, dtype, non_blocking));
   for (auto& b : named_buffers(false)) {
@@ -249,11 +249,11 @@ void PqLinear::to(torch::Device device, torch::Dtype dtype, bool non_blocking) {
   }
 }
 
-void PqLinear::to(torch::Dtype dtype, bool non_blocking) {
+void DaqLinear::to(torch::Dtype dtype, bool non_blocking) {
   to(centroids_.device(), dtype, non_blocking);
 }
 
-void PqLinear::to(torch::Device device, bool non_blocking) {
+void DaqLinear::to(torch::Device device, bool non_blocking) {
   DropCaches();
   for (auto& p : named_parameters(false))
     p->set_data(p->to(device, p->scalar_type(), non_blocking));
@@ -273,7 +273,7 @@ absl::StatusOr<LinearFactory> DaqLinearFactory(const QuantizationConfig& quantiz
     if (!DaqLayoutFor(params, spec, &layout)) {
       return std::make_shared<FloatLinear>(spec.in_features, spec.out_features, spec.bias);
     }
-    auto layer = std::make_shared<PqLinear>(layout, spec.bias);
+    auto layer = std::make_shared<DaqLinear>(layout, spec.bias);
     layer->set_kernel(kernel);
     return layer;
   });

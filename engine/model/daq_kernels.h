@@ -13,7 +13,7 @@
 
 #include <cstdint>
 
-namespace quantmt::pq {
+namespace quantmt::daq {
 
 // 4-bit codes, two per byte: block j sits in byte j / 2, in the low nibble
 // when j is even and the high nibble when j is odd; an odd last byte has a
@@ -56,4 +56,4 @@ torch::Tensor LookupLinear(const torch::Tensor& input, const torch::Tensor& cent
                            const torch::Tensor& codes, const torch::Tensor& offsets, int bits,
                            int64_t out_features, const torch::Tensor& bias);
 
-}  // namespace quantmt::pq
+}  // namespace quantmt::daq
