@@ -20,7 +20,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "decoding/cuda_graph_decoder.h"
+#include "decoding/cuda_batch_decoder.h"
 #include "decoding/search.h"
 #include "model/dequantize.h"
 #include "model/int8_convert.h"
@@ -80,14 +80,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--json", json_path, "Also write the results as JSON here");
   std::string decoder_name = "eager";
-  bool graph_encoder = true;
   app.add_option("--decoder", decoder_name,
-                 "eager (StepDecoder), graphs (CUDA graph decoder) or static (its static-shape "
-                 "step launched op by op)")
+                 "eager (StepDecoder), graphs (the CUDA graph decoder the server runs) or static "
+                 "(its static-shape step launched op by op)")
       ->check(CLI::IsMember({"eager", "graphs", "static"}))
-      ->capture_default_str();
-  app.add_option("--graph_encoder", graph_encoder,
-                 "With --decoder graphs: capture the encoder pass too")
       ->capture_default_str();
   app.add_option("--prepare", prepare,
                  "Prepare layers for inference as the Translator does (CPU float32: oneDNN "
@@ -145,12 +141,12 @@ int main(int argc, char** argv) {
 
   quantmt::SearchOptions options;  // greedy, exactly `length` tokens
   options.min_length = options.max_length = length;
-  std::unique_ptr<quantmt::CudaGraphDecoder> graph_decoder;
+  std::unique_ptr<quantmt::BatchDecoder> graph_decoder;
   if (decoder_name != "eager") {
-    quantmt::CudaGraphDecoderOptions graph_options;
+    quantmt::CudaBatchDecoderOptions graph_options;
     graph_options.capture_graphs = decoder_name == "graphs";
-    graph_options.capture_encoder = graph_encoder;
-    auto created_decoder = quantmt::CudaGraphDecoder::Create(*model, graph_options);
+    graph_options.max_rows = *std::max_element(batches.begin(), batches.end());
+    auto created_decoder = quantmt::CreateCudaBatchDecoder(*model, graph_options);
     if (!created_decoder.ok()) {
       std::fprintf(stderr, "error: %s\n", std::string(created_decoder.status().message()).c_str());
       return 1;
@@ -188,37 +184,33 @@ int main(int argc, char** argv) {
   auto decode = [&](const std::vector<std::vector<int64_t>>& sources) {
     if (replica_pool) return decode_on_replicas(sources);
     if (!graph_decoder) return quantmt::GreedySearch(*model, sources, options, device);
-    auto results = graph_decoder->GreedySearch(sources, options);
-    if (!results.ok()) {
-      std::fprintf(stderr, "error: %s\n", std::string(results.status().message()).c_str());
-      std::exit(1);
+    // The whole batch joins at once and steps until every sentence is done.
+    std::vector<quantmt::DecodeInput> inputs;
+    for (size_t i = 0; i < sources.size(); ++i) {
+      inputs.push_back({static_cast<int64_t>(i), sources[i], options});
     }
-    return std::move(*results);
+    graph_decoder->Add(inputs);
+    quantmt::SearchResults results(sources.size());
+    while (!graph_decoder->empty()) {
+      for (auto& output : graph_decoder->Step()) results[output.id] = std::move(output.hypotheses);
+    }
+    return results;
   };
 
-  // Reference figures of CTranslate2 4.8.1 (FP32 and INT8, oneDNN, 2
-  // threads) on the same 2-vCPU machine kind, from the project's design notes;
-  // on CUDA float16, Hugging Face transformers generate() (FP16) on the same
-  // shape on an H100, from the same notes.
-  const bool cuda_half = device_name == "cuda" && compute_type == "float16";
-  const std::map<int, double> reference =
-      cuda_half ? std::map<int, double>{{1, 246}, {8, 2431}, {32, 11639}, {64, 22825}, {256, 89751}}
-      : int8    ? std::map<int, double>{{1, 340}, {8, 1193}, {32, 4253}, {64, 5189}}
-                : std::map<int, double>{{1, 233}, {8, 875}, {32, 1677}, {64, 2526}};
   const std::string shape = model_dir.empty() ? "reference shape" : model_dir;
   const int per_replica = threads / replicas;
   const std::string thread_text =
       std::to_string(replicas) + (replicas > 1 ? " replicas x " : " replica x ") +
       std::to_string(per_replica) + (per_replica > 1 ? " threads" : " thread");
-  std::printf("quantmt greedy decoding, %s, %s %s, %s decoder%s, %s, LibTorch %s\n", shape.c_str(),
+  std::printf("quantmt greedy decoding, %s, %s %s, %s decoder, %s, LibTorch %s\n", shape.c_str(),
               device_name.c_str(), compute_type.c_str(), decoder_name.c_str(),
-              decoder_name == "graphs" && !graph_encoder ? " (encoder op by op)" : "",
               thread_text.c_str(), TORCH_VERSION);
   if (model->config().quantization.scheme != config.quantization.scheme) {
     std::printf("weights: the %s checkpoint run as its float twin (--dequantize)\n",
                 config.quantization.scheme.c_str());
   }
-  if (cuda_half) std::printf("ratio column: vs Hugging Face generate() FP16 on an H100\n");
+  // No peer column: a ratio to figures measured on another machine says
+  // little; docs/benchmarks.md (Method) runs the peer side by side.
   nlohmann::json report = {{"model", shape},
                            {"device", device_name},
                            {"compute_type", compute_type},
@@ -231,8 +223,8 @@ int main(int argc, char** argv) {
   // small batches the weights streamed from memory once per step.
   const double compute_ceiling = int8 ? 25384 : 6341;
   const double memory_bound_per_row = int8 ? 4700 : 1178;
-  std::printf("%6s %12s %12s %12s %10s %10s\n", "batch", "tokens/s", "ms/batch", "ms/token",
-              cuda_half ? "vs HF" : "vs CT2", "roofline");
+  std::printf("%6s %12s %12s %12s %10s\n", "batch", "tokens/s", "ms/batch", "ms/token",
+              "roofline");
   for (int batch : batches) {
     std::vector<std::vector<int64_t>> sources(batch);
     for (auto& source : sources) {
@@ -259,19 +251,13 @@ int main(int argc, char** argv) {
     std::sort(seconds.begin(), seconds.end());
     const double median = seconds[seconds.size() / 2];
     const double tokens_per_second = batch * length / median;
-    char ratio[32] = "-";
-    if (reference.count(batch) &&
-        (cuda_half || (device_name == "cpu" && (int8 || compute_type == "float32"))) &&
-        model_dir.empty()) {
-      std::snprintf(ratio, sizeof(ratio), "%.2fx", tokens_per_second / reference.at(batch));
-    }
     char roofline[32] = "-";
     if (device_name == "cpu" && (int8 || compute_type == "float32") && model_dir.empty()) {
       const double ceiling = std::min(compute_ceiling, memory_bound_per_row * batch);
       std::snprintf(roofline, sizeof(roofline), "%.0f%%", 100.0 * tokens_per_second / ceiling);
     }
-    std::printf("%6d %12.0f %12.2f %12.3f %10s %10s\n", batch, tokens_per_second, median * 1e3,
-                median * 1e3 / length, ratio, roofline);
+    std::printf("%6d %12.0f %12.2f %12.3f %10s\n", batch, tokens_per_second, median * 1e3,
+                median * 1e3 / length, roofline);
     report["results"].push_back({{"batch_size", batch},
                                  {"tokens_per_second", tokens_per_second},
                                  {"seconds_per_batch", median}});

@@ -22,6 +22,7 @@
 #include <random>
 #include <thread>
 
+#include "eval/percentile.h"
 #include "model/int8_convert.h"
 #include "model/model_io.h"
 #include "serving/engine_impl.h"
@@ -61,12 +62,6 @@ std::vector<Arrival> MakeArrivals(const Workload& w, int vocab, int eos) {
     a.source.push_back(eos);
   }
   return arrivals;
-}
-
-double Percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  return values[std::min(values.size() - 1, static_cast<size_t>(p * values.size()))];
 }
 
 struct RunResult {
@@ -244,8 +239,10 @@ int main(int argc, char** argv) {
     int failed = 0;
     for (const auto& [message, count] : r.failures) failed += count;
     std::printf("%-11s %14.0f %14.0f %14.0f %12.0f %8d\n", continuous ? "continuous" : "static",
-                Percentile(r.short_ms, 0.5), Percentile(r.short_ms, 0.99),
-                Percentile(r.long_ms, 0.5), r.generated / r.seconds, failed);
+                quantmt::eval::PercentileOfUnsorted(r.short_ms, 0.5),
+                quantmt::eval::PercentileOfUnsorted(r.short_ms, 0.99),
+                quantmt::eval::PercentileOfUnsorted(r.long_ms, 0.5), r.generated / r.seconds,
+                failed);
     for (const auto& [message, count] : r.failures) {
       std::printf("  %d failed: %s\n", count, message.c_str());
     }

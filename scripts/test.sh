@@ -18,6 +18,7 @@ export OMP_WAIT_POLICY=PASSIVE
 # image built from source (label docker-full) compiles the whole tree again
 # inside Docker: run it with `ctest --test-dir build -L docker-full`.
 ctest --test-dir "$build_dir" --output-on-failure -j"$(nproc)" -LE docker-full
+BUILD_DIR="$build_dir" scripts/check-thread-safety.sh  # the lock annotations, which GCC ignores
 # Then the tests without LibTorch under ASan+UBSan, in their own build: they
 # compile in minutes (README, Sanitizers, has the whole-suite command).
 if [ "${QUANTMT_ASAN_TESTS:-1}" != 0 ]; then

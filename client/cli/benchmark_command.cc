@@ -3,6 +3,7 @@
 
 #include "absl/strings/str_format.h"
 #include "client/cli/commands.h"
+#include "client/lib/progress.h"
 #include "quantmt/v1/translation.grpc.pb.h"
 
 namespace quantmt::client {
@@ -29,29 +30,24 @@ int RunBenchmark(const ConnectionOptions& connection, const BenchmarkFlags& flag
     }
     *request.mutable_sentences() = {lines.begin(), lines.end()};
   }
-  std::string error;
-  auto channel = MakeChannel(connection, &error);
-  if (!channel) {
-    std::cerr << "quantmt benchmark: " << error << "\n";
-    return 1;
-  }
-  auto stub = v1::TranslationService::NewStub(channel);
+  auto stub = Connect<v1::TranslationService>(connection, "benchmark");
+  if (!stub) return 1;
   grpc::ClientContext context;
   PrepareContext(connection, false, &context);
   auto reader = stub->Benchmark(&context, request);
   v1::BenchmarkResponse response;
   v1::BenchmarkResult result;
+  ProgressDisplay progress(ProgressDisplay::Style::kRedraw);
   while (reader->Read(&response)) {
     if (response.has_progress()) {
-      std::cerr << absl::StrFormat("\rbatch %d: %d/%d   ", response.progress().batch_size(),
-                                   response.progress().iteration(),
-                                   response.progress().iterations())
-                << std::flush;
+      const auto& p = response.progress();
+      progress.Show(
+          absl::StrFormat("batch %d: %d/%d   ", p.batch_size(), p.iteration(), p.iterations()));
     } else if (response.has_result()) {
       result = response.result();
     }
   }
-  std::cerr << "\n";
+  progress.Finish();
   grpc::Status status = reader->Finish();
   if (!status.ok()) {
     std::cerr << "quantmt benchmark: " << Describe(status) << "\n";

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_format.h"
 #include "client/cli/commands.h"
+#include "client/lib/progress.h"
 #include "quantmt/v1/translation.grpc.pb.h"
 
 namespace quantmt::client {
@@ -36,29 +37,24 @@ int RunEvaluate(const ConnectionOptions& connection, const EvaluateFlags& flags)
     *set->mutable_sources() = {sources.begin(), sources.end()};
     *set->mutable_references() = {references.begin(), references.end()};
   }
-  std::string error;
-  auto channel = MakeChannel(connection, &error);
-  if (!channel) {
-    std::cerr << "quantmt evaluate: " << error << "\n";
-    return 1;
-  }
-  auto stub = v1::TranslationService::NewStub(channel);
+  auto stub = Connect<v1::TranslationService>(connection, "evaluate");
+  if (!stub) return 1;
   grpc::ClientContext context;
   PrepareContext(connection, false, &context);
   auto reader = stub->Evaluate(&context, request);
   v1::EvaluateResponse response;
   v1::EvaluateResult result;
+  ProgressDisplay progress(ProgressDisplay::Style::kRedraw);
   while (reader->Read(&response)) {
     if (response.has_progress()) {
       const auto& p = response.progress();
-      std::cerr << absl::StrFormat("\r%s/%s: %d/%d lines   ", p.domain(), p.name(), p.lines_done(),
-                                   p.lines_total())
-                << std::flush;
+      progress.Show(absl::StrFormat("%s/%s: %d/%d lines   ", p.domain(), p.name(), p.lines_done(),
+                                    p.lines_total()));
     } else if (response.has_result()) {
       result = response.result();
     }
   }
-  std::cerr << "\n";
+  progress.Finish();
   grpc::Status status = reader->Finish();
   if (!status.ok()) {
     std::cerr << "quantmt evaluate: " << Describe(status) << "\n";

@@ -1,11 +1,10 @@
 // quantmt load: the load tester (closed or open loop, schedules, warm-up),
 // a live progress line on stderr, then a summary (text, --json or --csv).
-#include <unistd.h>
-
 #include <iostream>
 #include <vector>
 
 #include "client/cli/commands.h"
+#include "client/lib/progress.h"
 #include "client/load/load_report.h"
 #include "client/load/load_tester.h"
 
@@ -63,19 +62,14 @@ int RunLoadCommand(const ConnectionOptions& connection, const LoadFlags& flags) 
     std::cerr << "quantmt load: no lines in " << flags.input << "\n";
     return 1;
   }
-  std::string error;
-  auto channel = MakeChannel(connection, &error);
-  if (!channel) {
-    std::cerr << "quantmt load: " << error << "\n";
-    return 1;
-  }
+  auto channel = OpenChannel(connection, "load");
+  if (!channel) return 1;
   // On a terminal the line redraws itself; in a log, one line per second.
-  const bool terminal = isatty(STDERR_FILENO);
-  LoadResult result = RunLoad(channel, options, [terminal](const LoadProgress& progress) {
-    std::cerr << (terminal ? "\r" : "") << ProgressLine(progress) << (terminal ? "" : "\n")
-              << std::flush;
+  ProgressDisplay display(ProgressDisplay::ForStderr());
+  LoadResult result = RunLoad(channel, options, [&display](const LoadProgress& progress) {
+    display.Show(ProgressLine(progress));
   });
-  if (terminal) std::cerr << "\n";
+  display.Finish();
   if (flags.format == "json") {
     std::cout << SummaryJson(result);
   } else if (flags.format == "csv") {

@@ -12,16 +12,6 @@ struct ModelsFlags {
   int replicas = 0, threads = 0;
 };
 
-std::unique_ptr<v1::ModelService::Stub> Connect(const ConnectionOptions& connection) {
-  std::string error;
-  auto channel = MakeChannel(connection, &error);
-  if (!channel) {
-    std::cerr << "quantmt models: " << error << "\n";
-    return nullptr;
-  }
-  return v1::ModelService::NewStub(channel);
-}
-
 int Report(const grpc::Status& status) {
   if (status.ok()) return 0;
   std::cerr << "quantmt models: " << Describe(status) << "\n";
@@ -37,7 +27,7 @@ void PrintModel(const v1::ModelInfo& model) {
 }
 
 int List(const ConnectionOptions& connection) {
-  auto stub = Connect(connection);
+  auto stub = Connect<v1::ModelService>(connection, "models");
   if (!stub) return 1;
   grpc::ClientContext context;
   PrepareContext(connection, false, &context);
@@ -50,7 +40,7 @@ int List(const ConnectionOptions& connection) {
 }
 
 int Load(const ConnectionOptions& connection, const ModelsFlags& flags) {
-  auto stub = Connect(connection);
+  auto stub = Connect<v1::ModelService>(connection, "models");
   if (!stub) return 1;
   grpc::ClientContext context;
   PrepareContext(connection, true, &context);
@@ -67,7 +57,7 @@ int Load(const ConnectionOptions& connection, const ModelsFlags& flags) {
 }
 
 int Unload(const ConnectionOptions& connection, const ModelsFlags& flags) {
-  auto stub = Connect(connection);
+  auto stub = Connect<v1::ModelService>(connection, "models");
   if (!stub) return 1;
   grpc::ClientContext context;
   PrepareContext(connection, true, &context);

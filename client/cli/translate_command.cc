@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_format.h"
 #include "client/cli/commands.h"
+#include "client/lib/progress.h"
 #include "quantmt/v1/translation.grpc.pb.h"
 
 namespace quantmt::client {
@@ -28,14 +29,6 @@ struct TranslateFlags {
   bool scores = false;
 };
 
-void DrawProgress(size_t done, size_t total) {
-  const int width = 40;
-  const int filled = total ? static_cast<int>(width * done / total) : width;
-  std::cerr << absl::StrFormat("\r[%s%s] %zu/%zu", std::string(filled, '#'),
-                               std::string(width - filled, ' '), done, total)
-            << std::flush;
-}
-
 int RunTranslate(const ConnectionOptions& connection, const TranslateFlags& flags) {
   std::vector<std::string> lines;
   if (!ReadLinesFrom(flags.input, &lines)) {
@@ -51,14 +44,10 @@ int RunTranslate(const ConnectionOptions& connection, const TranslateFlags& flag
     }
   }
   std::ostream& out = flags.output == "-" ? std::cout : file;
-  std::string error;
-  auto channel = MakeChannel(connection, &error);
-  if (!channel) {
-    std::cerr << "quantmt translate: " << error << "\n";
-    return 1;
-  }
-  auto stub = v1::TranslationService::NewStub(channel);
-  const bool show_progress = flags.input != "-";
+  auto stub = Connect<v1::TranslationService>(connection, "translate");
+  if (!stub) return 1;
+  ProgressDisplay progress(flags.input != "-" ? ProgressDisplay::Style::kRedraw
+                                              : ProgressDisplay::Style::kOff);
   for (size_t begin = 0; begin < lines.size(); begin += flags.batch) {
     v1::TranslateRequest request;
     request.set_model(flags.model);
@@ -73,7 +62,7 @@ int RunTranslate(const ConnectionOptions& connection, const TranslateFlags& flag
     v1::TranslateResponse response;
     grpc::Status status = stub->Translate(&context, request, &response);
     if (!status.ok()) {
-      if (show_progress) std::cerr << "\n";
+      progress.Finish();
       std::cerr << "quantmt translate: lines " << begin + 1 << "-" << end << ": "
                 << Describe(status) << "\n";
       return 1;
@@ -85,9 +74,9 @@ int RunTranslate(const ConnectionOptions& connection, const TranslateFlags& flag
       }
     }
     out.flush();
-    if (show_progress) DrawProgress(end, lines.size());
+    progress.Show(ProgressBar(end, lines.size()));
   }
-  if (show_progress) std::cerr << "\n";
+  progress.Finish();
   return 0;
 }
 
@@ -105,8 +94,9 @@ void AddTranslateCommand(CLI::App& app, const ConnectionOptions& connection, int
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
   command->add_option("--beam_size", flags->beam_size, "1: greedy; 0: the server default");
-  command->add_option("--num_hypotheses,--nbest", flags->num_hypotheses,
-                      "Hypotheses per sentence, one line each (--nbest: its former name)")
+  command
+      ->add_option("--num_hypotheses,--nbest", flags->num_hypotheses,
+                   "Hypotheses per sentence, one line each (--nbest: its former name)")
       ->check(CLI::Range(1, 64));
   command->add_option("--max_length", flags->max_length, "Tokens per translation (0: default)");
   command->add_flag("--scores", flags->scores, "Prefix each line with its score and a tab");

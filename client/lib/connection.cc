@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
 #include "absl/status/status.h"
@@ -20,14 +21,15 @@ void AddConnectionFlags(CLI::App& app, ConnectionOptions* options) {
   app.add_option("--timeout", options->timeout_s, "Seconds per call")->capture_default_str();
 }
 
-std::shared_ptr<grpc::Channel> MakeChannel(const ConnectionOptions& options, std::string* error) {
+std::shared_ptr<grpc::Channel> OpenChannel(const ConnectionOptions& options,
+                                           const std::string& command) {
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
   if (options.tls || !options.ca_cert.empty()) {
     grpc::SslCredentialsOptions ssl;
     if (!options.ca_cert.empty()) {
       std::ifstream in(options.ca_cert);
       if (!in) {
-        *error = "cannot read --ca_cert " + options.ca_cert;
+        std::cerr << "quantmt " << command << ": cannot read --ca_cert " << options.ca_cert << "\n";
         return nullptr;
       }
       std::stringstream pem;

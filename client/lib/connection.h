@@ -24,9 +24,19 @@ struct ConnectionOptions {
 // --address, --tls, --ca_cert, --token, --timeout (with QUANTMT_* variables).
 void AddConnectionFlags(CLI::App& app, ConnectionOptions* options);
 
-// A channel for `options`; nullptr and a message in *error when the CA file
-// cannot be read.
-std::shared_ptr<grpc::Channel> MakeChannel(const ConnectionOptions& options, std::string* error);
+// A channel for `options`, or nullptr after printing "quantmt COMMAND: why"
+// on stderr (the CA file cannot be read).
+std::shared_ptr<grpc::Channel> OpenChannel(const ConnectionOptions& options,
+                                           const std::string& command);
+
+// A stub of `Service` (e.g. v1::TranslationService) on a new channel, or
+// nullptr as OpenChannel.
+template <typename Service>
+std::unique_ptr<typename Service::Stub> Connect(const ConnectionOptions& options,
+                                                const std::string& command) {
+  std::shared_ptr<grpc::Channel> channel = OpenChannel(options, command);
+  return channel ? Service::NewStub(channel) : nullptr;
+}
 
 // Sets the deadline (and the admin token when `admin`).
 void PrepareContext(const ConnectionOptions& options, bool admin, grpc::ClientContext* context);

@@ -1,17 +1,8 @@
 #include "client/load/latency_stats.h"
 
 #include <algorithm>
-#include <cmath>
 
 namespace quantmt::client {
-
-double Percentile(const std::vector<double>& sorted, double q) {
-  if (sorted.empty()) return 0;
-  // Nearest rank: the smallest value with at least q of the samples at or below it.
-  const double rank = std::ceil(std::clamp(q, 0.0, 1.0) * sorted.size());
-  const size_t index = rank < 1 ? 0 : static_cast<size_t>(rank) - 1;
-  return sorted[std::min(index, sorted.size() - 1)];
-}
 
 std::vector<HistogramBin> LatencyHistogram(const std::vector<double>& sorted, int bins) {
   std::vector<HistogramBin> histogram;

@@ -1,14 +1,11 @@
-// Summaries of a list of latencies: percentiles and a text-friendly
-// histogram. Plain C++, no gRPC.
+// Summaries of a list of latencies: a text-friendly histogram (percentiles
+// come from eval/percentile.h). Plain C++, no gRPC.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 namespace quantmt::client {
-
-// Nearest-rank percentile (q in 0..1) of `sorted` (ascending); 0 if empty.
-double Percentile(const std::vector<double>& sorted, double q);
 
 struct HistogramBin {
   double upper = 0;  // seconds, inclusive

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/load/latency_stats.h"
+#include "eval/percentile.h"
 
 namespace quantmt::client {
 namespace {
@@ -46,7 +47,7 @@ std::string SummaryText(const LoadResult& r) {
     absl::StrAppend(&out, "  min ", Millis(r.latencies_ok.front()), "  mean ", Millis(sum / ok),
                     "  max ", Millis(r.latencies_ok.back()), "\n");
     for (const auto& [name, q] : kPercentiles) {
-      absl::StrAppendFormat(&out, "  %-6s %s\n", name, Millis(Percentile(r.latencies_ok, q)));
+      absl::StrAppendFormat(&out, "  %-6s %s\n", name, Millis(eval::Percentile(r.latencies_ok, q)));
     }
     absl::StrAppend(&out, "\nLatency histogram:\n");
     const auto histogram = LatencyHistogram(r.latencies_ok, 10);
@@ -83,7 +84,7 @@ nlohmann::ordered_json SummaryObject(const LoadResult& r) {
   json["sentences_ok"] = r.sentences_ok;
   json["generated_tokens"] = r.generated_tokens;
   for (const auto& [name, q] : kPercentiles) {
-    json[std::string("latency_") + name + "_seconds"] = Percentile(r.latencies_ok, q);
+    json[std::string("latency_") + name + "_seconds"] = eval::Percentile(r.latencies_ok, q);
   }
   json["latency_max_seconds"] = r.latencies_ok.empty() ? 0.0 : r.latencies_ok.back();
   return json;

@@ -1,5 +1,5 @@
 // Compiled only when LibTorch has CUDA (QUANTMT_WITH_CUDA); see
-// cuda_graph_decoder_unavailable.cc for the other builds.
+// cuda_batch_decoder_unavailable.cc for the other builds.
 #include "decoding/cuda_batch_decoder.h"
 
 #include <ATen/cuda/CUDAGraph.h>
@@ -67,22 +67,18 @@ struct Buffers {
 
 class CudaBatchDecoderImpl : public BatchDecoder {
  public:
-  CudaBatchDecoderImpl(Transformer& model, DecoderWeights weights,
+  CudaBatchDecoderImpl(Transformer& model, DecoderStepOps ops,
                        const CudaBatchDecoderOptions& options)
       : model_(model),
         config_(model.config()),
-        ops_(model.config(), std::move(weights)),
+        ops_(std::move(ops)),
         options_(options),
-        device_(ops_.weights().embedding.device()),
+        device_(ops_.device()),
         stream_(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device_.index())),
-        pool_(at::cuda::graph_pool_handle()) {
+        pool_(at::cuda::graph_pool_handle()),
+        bytes_per_position_(ops_.cache_bytes_per_position()) {
     if (options_.beam_search) {
-      max_candidates_ = std::min<int64_t>(2 * kMaxBeam, ops_.weights().output.size(0));
-    }
-    bytes_per_position_ = 0;
-    const int64_t element_size = ops_.weights().embedding.element_size();
-    for (const LayerWeights& w : ops_.weights().layers) {
-      bytes_per_position_ += 2 * w.heads * w.head_dim * element_size;
+      max_candidates_ = std::min<int64_t>(2 * kMaxBeam, config_.target_vocab_size);
     }
   }
 
@@ -265,7 +261,6 @@ StepBuffers CudaBatchDecoderImpl::Views(int64_t rows, int64_t sources, int64_t s
   b.positions = buffers_.step.positions.narrow(0, 0, rows);
   b.advance = buffers_.step.advance.narrow(0, 0, rows);
   b.min_length = buffers_.step.min_length.narrow(0, 0, rows);
-  b.slot_index = buffers_.step.slot_index.narrow(0, 0, slots);
   b.cross_mask = buffers_.step.cross_mask.narrow(0, 0, rows).narrow(3, 0, sources);
   for (size_t l = 0; l < buffers_.step.self_keys.size(); ++l) {
     b.self_keys.push_back(buffers_.step.self_keys[l].narrow(0, 0, rows).narrow(2, 0, slots));
@@ -499,7 +494,7 @@ std::vector<DecodeOutput> CudaBatchDecoderImpl::StepBeams() {
   const int64_t stride = max_candidates_;
   const int64_t* top_tokens = buffers_.host_top_tokens.data_ptr<int64_t>();
   const float* top_log_probs = buffers_.host_top_log_probs.data_ptr<float>();
-  const int64_t vocab = ops_.weights().output.size(0);
+  const int64_t vocab = config_.target_vocab_size;
 
   std::vector<int64_t> from, next_tokens;  // the rows' new order, and their tokens
   std::vector<BeamSentence> kept;
@@ -668,9 +663,8 @@ void CudaBatchDecoderImpl::Compact(const std::vector<bool>& dead) {
 
 absl::StatusOr<std::unique_ptr<BatchDecoder>> CreateCudaBatchDecoder(
     Transformer& model, const CudaBatchDecoderOptions& options) {
-  ASSIGN_OR_RETURN(DecoderWeights weights, CollectDecoderWeights(model));
-  return std::unique_ptr<BatchDecoder>(
-      new CudaBatchDecoderImpl(model, std::move(weights), options));
+  ASSIGN_OR_RETURN(DecoderStepOps ops, DecoderStepOps::Create(model));
+  return std::unique_ptr<BatchDecoder>(new CudaBatchDecoderImpl(model, std::move(ops), options));
 }
 
 }  // namespace quantmt

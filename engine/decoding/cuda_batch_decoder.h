@@ -1,8 +1,8 @@
 // Greedy decoding (and, in a second instance, beam search: below) with
-// continuous batching on a CUDA GPU, at the GPU's limits:
-// static buffers, a preallocated key/value cache, and one CUDA graph per
-// shape bucket for a decoding step (the serving engine's GPU path; the
-// offline counterpart for whole batches is cuda_graph_decoder.h).
+// continuous batching on a CUDA GPU, at the GPU's limits: static buffers, a
+// preallocated key/value cache, and one CUDA graph per shape bucket for a
+// decoding step. The GPU path of the serving engine, and so of the
+// Translator too. The step is the model's own (cuda_step_ops.h).
 //
 // Every sentence owns one row of the static buffers (token, position,
 // min_length, its self-attention cache [H, slots, D] and cross-attention
@@ -22,8 +22,9 @@
 // the same model up to floating-point rounding, whatever joins or leaves the
 // batch meanwhile.
 //
-// Float checkpoints only (as CudaGraphDecoder); Create says why otherwise. In
-// a build without CUDA, Create returns Unimplemented.
+// Float layers only (a compressed checkpoint on a GPU is placed as its float
+// twin: model/dequantize.h); Create says why otherwise. In a build without
+// CUDA, Create returns Unimplemented.
 //
 // Thread-compatible. REQUIRES: the model stays on its device and dtype, with
 // the same weights, while the decoder lives.

@@ -1,12 +1,12 @@
-// What the CUDA graph decoders share (CUDA builds only): the decoder's weights
-// gathered for static-shape steps, the ops of one greedy decoding step over
-// static buffers, the cross-attention projection of an encoder pass, and
-// graph capture.
+// What a CUDA graph decoder needs around the model (CUDA builds only): static
+// buffers, one decoding step over them, the cross-attention projection of
+// an encoder pass, and graph capture.
 //
-// A step reads and writes only the buffers in StepBuffers, so that a CUDA
-// graph captured over them can be replayed with new contents:
-// cuda_graph_decoder.cc (whole batches) and cuda_batch_decoder.cc
-// (continuous batching) differ only in how they fill them.
+// The step is the model's own (Transformer::DecodeStepInPlace: the same
+// layers and Linear seam as every other path, so a model option or a
+// precision is written once), plus what a decoder does with the logits.
+// It reads and writes only the buffers in StepBuffers, so that a CUDA graph
+// captured over them can be replayed with new contents.
 #pragma once
 
 #include <ATen/cuda/CUDAGraph.h>
@@ -23,39 +23,6 @@
 
 namespace quantmt {
 
-struct NormWeights {
-  torch::Tensor weight, bias;
-};
-
-struct LayerWeights {
-  int64_t heads = 0, head_dim = 0;
-  torch::Tensor qkv_weight, qkv_bias;  // self-attention q, k, v in one matrix [3A, d]
-  torch::Tensor self_out_weight, self_out_bias;
-  NormWeights self_norm;
-  torch::Tensor cross_q_weight, cross_q_bias, cross_out_weight, cross_out_bias;
-  NormWeights cross_norm;
-  torch::Tensor fc1_weight, fc1_bias, fc2_weight, fc2_bias;
-  NormWeights ffn_norm;
-  int64_t cross_kv_offset = 0;  // this layer's keys, then values, in the fused projection
-};
-
-// The decoder's weights as the step reads them: views of the model's
-// parameters, plus fused copies where one product replaces several.
-struct DecoderWeights {
-  std::vector<LayerWeights> layers;
-  torch::Tensor embedding;  // target token table [V, d]
-  torch::Tensor positions;  // learned or sinusoidal [P, d]
-  torch::Tensor output;     // output projection [V, d]
-  NormWeights final_norm;   // pre-norm stacks only
-  // Cross-attention keys and values of every layer in one matrix [sum 2A, d].
-  torch::Tensor cross_kv_weight, cross_kv_bias;
-};
-
-// The weights of a float model in eval mode on a CUDA device (float32,
-// float16 or bfloat16); FailedPrecondition saying why not otherwise. Waits
-// for the fused copies to exist, so any stream may read them.
-absl::StatusOr<DecoderWeights> CollectDecoderWeights(Transformer& model);
-
 // The static buffers of a step over R rows, S source positions and T target
 // slots. Views of larger buffers are fine: the step reads the shapes here.
 struct StepBuffers {
@@ -63,7 +30,6 @@ struct StepBuffers {
   torch::Tensor positions;   // int64 [R]: slot each row writes at the next step
   torch::Tensor advance;     // int64 [R]: added to positions after the step (1 or 0)
   torch::Tensor min_length;  // int64 [R]: end-of-sentence forbidden below
-  torch::Tensor slot_index;  // int64 [T]: 0, 1, ..., T - 1
   torch::Tensor cross_mask;  // additive [R, 1, 1, S]
   std::vector<torch::Tensor> self_keys, self_values;    // [R, H, T, D] per layer
   std::vector<torch::Tensor> cross_keys, cross_values;  // [R, H, S, D] per layer
@@ -78,18 +44,22 @@ struct StepBuffers {
 
 class DecoderStepOps {
  public:
-  DecoderStepOps(const ModelConfig& config, DecoderWeights weights);
+  // For a float model (float32, float16 or bfloat16 layers) in eval mode on
+  // a CUDA device; FailedPrecondition saying why not otherwise. Waits for
+  // the model's prepared weights to exist, so any stream may read them.
+  static absl::StatusOr<DecoderStepOps> Create(Transformer& model);
 
-  const DecoderWeights& weights() const { return weights_; }
+  const torch::Device& device() const { return device_; }
+  // Bytes of self- plus cross-attention cache one row needs per position.
+  int64_t cache_bytes_per_position() const;
 
   // Fresh buffers of `rows` idle rows: BOS at position 0, not advancing, no
   // minimum length, zero caches, cross-attention over all `sources` (zero)
   // positions; max_position is the last of the `slots` slots.
   StepBuffers Allocate(int64_t rows, int64_t sources, int64_t slots) const;
 
-  // One greedy step: embedding, every decoder layer (self-attention over the
-  // slots up to each row's position, cross-attention under the mask), output
-  // projection, end-of-sentence suppression below min_length, argmax and its
+  // One greedy step: the model's step (Transformer::DecodeStepInPlace), then
+  // end-of-sentence suppression below min_length, argmax and its
   // log-probability (normalized over the whole vocabulary, as StepDecoder),
   // the K best where top_tokens is defined, then tokens = best and
   // positions += advance.
@@ -102,13 +72,11 @@ class DecoderStepOps {
                     const std::vector<torch::Tensor>& values) const;
 
  private:
-  torch::Tensor LayerNorm(const torch::Tensor& x, const NormWeights& norm) const;
-  torch::Tensor FeedForward(const torch::Tensor& x, const LayerWeights& w) const;
+  DecoderStepOps(Transformer& model, torch::TensorOptions options);
 
-  const ModelConfig& config_;
-  DecoderWeights weights_;
-  double embed_scale_;
-  bool pre_norm_;
+  Transformer* model_;
+  torch::TensorOptions options_;  // the model's dtype and device
+  torch::Device device_;
 };
 
 // A memory pool for graphs' scratch memory (at::cuda::graph_pool_handle()).

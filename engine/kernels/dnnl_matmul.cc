@@ -4,13 +4,13 @@
 
 #include <cstring>
 #include <map>
-#include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "quantmt/engine/mutex.h"
 
 namespace quantmt::kernels {
 namespace {
@@ -113,7 +113,7 @@ class DnnlMatmulImpl : public DnnlMatmul {
   }
 
   const Entry& PrimitiveFor(int64_t m, int threads) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(&mutex_);
     auto found = primitives_.find({m, threads});
     if (found != primitives_.end()) return found->second;
     dnnl::primitive_attr attributes;
@@ -129,8 +129,9 @@ class DnnlMatmulImpl : public DnnlMatmul {
   memory::desc packed_desc_;
   memory packed_;
   memory bias_;
-  std::mutex mutex_;                                     // guards primitives_
-  std::map<std::pair<int64_t, int>, Entry> primitives_;  // node-based: references stay valid
+  Mutex mutex_;
+  // Node-based: references stay valid while other threads add entries.
+  std::map<std::pair<int64_t, int>, Entry> primitives_ ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace

@@ -35,8 +35,7 @@ struct StepPositions {
   // >= 0: every row writes this slot (no mask needed). -1: rows differ, see
   // `positions`.
   int64_t uniform = -1;
-  torch::Tensor rows;       // int64 [B] 0..B-1 on the device (when not uniform)
-  torch::Tensor positions;  // int64 [B] slot each row writes (when not uniform)
+  torch::Tensor positions;  // int64 [B] on the device: slot each row writes (when not uniform)
   int64_t length = 0;       // slots attended: largest position + 1
   // Additive [B, 1, 1, length]: -inf for slots a row has not filled;
   // undefined when uniform.
@@ -81,7 +80,7 @@ class MultiHeadAttention : public torch::nn::Module, public InferencePreparable 
 
  private:
   torch::Tensor SplitHeads(const torch::Tensor& x) const;  // [B,T,A] -> [B,H,T,D]
-  // The stacked layer when it serves this input (CPU, no autograd), else null.
+  // The stacked layer when it serves (inference, no autograd), else null.
   Linear* StackedFor(const torch::Tensor& input) const;
   // Projections of one input, through the stacked layer when it serves:
   // {q, k, v} (self-attention) or {k, v} (cross), each [B, H, T, D].

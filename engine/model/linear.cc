@@ -1,6 +1,7 @@
 #include "model/linear.h"
 
 #include <ATen/record_function.h>
+#include <torch/version.h>
 
 #include <cmath>
 #include <stdexcept>
@@ -29,6 +30,13 @@ void PrepareForInference(torch::nn::Module& model) {
       preparable->PrepareForInference();
     }
   }
+}
+
+torch::Tensor Linear::ForwardRelu(const torch::Tensor& input) {
+  auto output = Forward(input);
+  // In place at inference: the output is ours, and a second buffer would
+  // only add memory traffic.
+  return torch::GradMode::is_enabled() ? torch::relu(output) : torch::relu_(output);
 }
 
 torch::Tensor Linear::EmbedRows(const torch::Tensor& /*ids*/) {
@@ -81,12 +89,14 @@ std::vector<const T*> AllOf(const std::vector<std::shared_ptr<Linear>>& parts) {
 }  // namespace
 
 std::shared_ptr<Linear> StackProjections(const std::vector<std::shared_ptr<Linear>>& parts) {
-  // CPU only: the CUDA paths (and their parity tests) keep separate layers.
-  if (parts.size() < 2 || !parts.front()->parameters().front().is_cpu()) return nullptr;
+  if (parts.size() < 2) return nullptr;
+  const bool on_cpu = parts.front()->parameters().front().is_cpu();
   if (auto floats = AllOf<FloatLinear>(parts); !floats.empty()) {
-    if (floats.front()->weight().scalar_type() != torch::kFloat32) return nullptr;
+    // CPU serving runs float32 only; a GPU runs whatever float type it holds.
+    if (on_cpu && floats.front()->weight().scalar_type() != torch::kFloat32) return nullptr;
     return FloatLinear::Stack(floats);
   }
+  if (!on_cpu) return nullptr;  // compressed layers run as float twins there
   if (auto int8s = AllOf<Int8Linear>(parts); !int8s.empty()) return Int8Linear::Stack(int8s);
   return nullptr;
 }
@@ -98,6 +108,19 @@ torch::Tensor FloatLinear::Forward(const torch::Tensor& input) {
     return PackedProduct(*matmul_, input);
   }
   return DenseForward(input, weight_, bias_);
+}
+
+torch::Tensor FloatLinear::ForwardRelu(const torch::Tensor& input) {
+#if TORCH_VERSION_MAJOR >= 2
+  if (input.is_cuda() && bias_.defined() && !torch::GradMode::is_enabled()) {
+    // Bias and ReLU in the GEMM's epilogue (cuBLASLt): one kernel, not two.
+    auto sizes = input.sizes().vec();
+    sizes.back() = weight_.size(0);
+    return at::_addmm_activation(bias_, input.reshape({-1, input.size(-1)}), weight_.t())
+        .view(sizes);
+  }
+#endif
+  return Linear::ForwardRelu(input);
 }
 
 torch::Tensor FloatLinear::EmbedRows(const torch::Tensor& ids) {

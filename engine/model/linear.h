@@ -2,11 +2,12 @@
 //
 // Every projection in the Transformer (attention q/k/v/out, FFN, output
 // projection) is a `Linear`. Each precision is one implementation in its own
-// file (floating point here; int8 and DAQ later), chosen by the checkpoint's
-// quantization scheme through MakeLinear. Tensors bind by name: an
-// implementation registers the parameters and buffers it expects under its
-// module scope ("weight", "bias", later "weight_scale", "codebook", ...), and
-// the checkpoint loader checks the file against exactly those names.
+// file (floating point here, int8_linear.h, daq_linear.h; the training tools
+// add fake-quantized ones), chosen by the checkpoint's quantization scheme
+// through LinearFactoryFor. Tensors bind by name: an implementation registers
+// the parameters and buffers it expects under its module scope ("weight",
+// "bias", "weight_scale", "centroids", ...), and the checkpoint loader checks
+// the file against exactly those names.
 #pragma once
 
 #include <torch/torch.h>
@@ -53,6 +54,8 @@ class Linear : public torch::nn::Module, public InferencePreparable {
  public:
   // input: [..., in_features] -> [..., out_features]
   virtual torch::Tensor Forward(const torch::Tensor& input) = 0;
+  // relu(Forward(input)); a layer may fuse the two (FloatLinear on a GPU).
+  virtual torch::Tensor ForwardRelu(const torch::Tensor& input);
   // Rows of the weight matrix as an embedding lookup: ids int64 [...] ->
   // [..., in_features] in the model's floating-point dtype. Only layers
   // built for LinearRole::kEmbedding need it.
@@ -85,6 +88,7 @@ class FloatLinear : public Linear {
   FloatLinear(int64_t in_features, int64_t out_features, bool with_bias);
   ~FloatLinear() override;
   torch::Tensor Forward(const torch::Tensor& input) override;
+  torch::Tensor ForwardRelu(const torch::Tensor& input) override;
   torch::Tensor EmbedRows(const torch::Tensor& ids) override;
   void PrepareForInference() override;
   void ReleaseInferenceState() override;
@@ -110,7 +114,7 @@ class FloatLinear : public Linear {
 // q, k and v projections of self-attention): one GEMM instead of several,
 // and for int8 one quantization of the input. Serving-only state: the parts
 // stay the parameters a checkpoint binds to. Null when the precision cannot
-// stack (DAQ, mixed precisions) or the parts are not CPU float32 layers.
+// stack (DAQ, mixed precisions, int8 off the CPU, float16 on the CPU).
 std::shared_ptr<Linear> StackProjections(const std::vector<std::shared_ptr<Linear>>& parts);
 
 // input @ weight^T + bias for float weights [out, in]; bias may be undefined.
@@ -124,8 +128,7 @@ torch::Tensor DenseForward(const torch::Tensor& input, const torch::Tensor& weig
 using LinearFactory = std::function<std::shared_ptr<Linear>(const LinearSpec& spec)>;
 
 // The factory for a checkpoint's quantization scheme ("none", "int8_dynamic",
-// "int8_static");
-// InvalidArgument for a scheme this build cannot run.
+// "int8_static", "daq"); InvalidArgument for a scheme this build cannot run.
 absl::StatusOr<LinearFactory> LinearFactoryFor(const QuantizationConfig& quantization);
 
 }  // namespace quantmt

@@ -74,18 +74,16 @@ FeedForward::FeedForward(int64_t d_model, int64_t ffn_dim, Activation activation
 }
 
 torch::Tensor FeedForward::Forward(const torch::Tensor& x, double activation_dropout) {
-  auto h = fc1_->Forward(x);
+  torch::Tensor h;
   switch (activation_) {
     case Activation::kRelu:
-      // In place at inference: fc1's output is ours, and a second
-      // [tokens, ffn_dim] buffer would only add memory traffic.
-      h = torch::GradMode::is_enabled() ? torch::relu(h) : torch::relu_(h);
+      h = fc1_->ForwardRelu(x);
       break;
     case Activation::kGelu:
-      h = torch::gelu(h);
+      h = torch::gelu(fc1_->Forward(x));
       break;
     case Activation::kSilu:
-      h = torch::silu(h);
+      h = torch::silu(fc1_->Forward(x));
       break;
   }
   return fc2_->Forward(Dropout(h, activation_dropout, is_training()));
@@ -351,7 +349,7 @@ Linear& Transformer::target_embedding() const {
 }
 
 torch::Tensor Transformer::SinusoidTable(const torch::Tensor& like) const {
-  std::lock_guard<std::mutex> lock(sinusoid_mutex_);
+  MutexLock lock(&sinusoid_mutex_);
   if (!sinusoid_cache_.defined() || sinusoid_cache_.device() != like.device() ||
       sinusoid_cache_.dtype() != like.dtype()) {
     sinusoid_cache_ = sinusoid_table_.to(like.options());
@@ -425,39 +423,70 @@ DecoderState Transformer::StartDecoding(const EncoderOutput& encoded) {
   state.positions.assign(batch, 0);
   auto lengths = encoded.memory_mask.eq(0).sum(-1).view({batch}).to(torch::kCPU);
   for (int64_t i = 0; i < batch; ++i) state.source_lengths.push_back(lengths[i].item<int64_t>());
+  std::vector<KeyValueCache> cross = ProjectMemory(encoded.memory);
   state.layers.resize(decoder_layers_.size());
   for (size_t i = 0; i < decoder_layers_.size(); ++i) {
-    state.layers[i].cross_attention = decoder_layers_[i]->ProjectMemory(encoded.memory);
+    state.layers[i].cross_attention = std::move(cross[i]);
   }
   return state;
+}
+
+std::vector<KeyValueCache> Transformer::ProjectMemory(const torch::Tensor& memory) {
+  std::vector<KeyValueCache> cross;
+  for (auto& layer : decoder_layers_) cross.push_back(layer->ProjectMemory(memory));
+  return cross;
 }
 
 torch::Tensor Transformer::DecodeStep(const torch::Tensor& tokens, DecoderState* state) {
   const auto [lowest, highest] =
       std::minmax_element(state->positions.begin(), state->positions.end());
-  StepPositions step;
-  step.length = *highest + 1;
-  step.capacity_limit = state->capacity_limit;
-  torch::Tensor x;
+  torch::Tensor logits;
   if (*lowest == *highest) {
     // Every row at the same position (static batches): no mask, one slot.
+    StepPositions step;
     step.uniform = *lowest;
-    x = Embed(tokens.unsqueeze(1), target_embedding(), decoder_positions_, step.uniform);
+    step.length = *highest + 1;
+    step.capacity_limit = state->capacity_limit;
+    auto x = Embed(tokens.unsqueeze(1), target_embedding(), decoder_positions_, step.uniform);
+    for (size_t i = 0; i < decoder_layers_.size(); ++i) {
+      x = decoder_layers_[i]->ForwardStep(x, &state->layers[i], state->memory_mask, step);
+    }
+    logits = OutputLogits(x).squeeze(1);
   } else {
-    const auto long_options = torch::TensorOptions().dtype(torch::kLong).device(tokens.device());
-    step.positions = torch::tensor(state->positions, torch::kLong).to(tokens.device());
-    step.rows = torch::arange(state->batch_size(), long_options);
-    x = EmbedAt(tokens.unsqueeze(1), target_embedding(), decoder_positions_, step.positions);
-    auto unfilled =
-        torch::arange(step.length, long_options).unsqueeze(0) > step.positions.unsqueeze(1);
-    step.mask = torch::zeros({state->batch_size(), step.length}, x.options())
-                    .masked_fill(unfilled, -std::numeric_limits<float>::infinity())
-                    .view({state->batch_size(), 1, 1, step.length});
-  }
-  for (size_t i = 0; i < decoder_layers_.size(); ++i) {
-    x = decoder_layers_[i]->ForwardStep(x, &state->layers[i], state->memory_mask, step);
+    auto positions = torch::tensor(state->positions, torch::kLong).to(tokens.device());
+    logits = DecodeStepAt(tokens, positions, *highest + 1, state->capacity_limit, &state->layers,
+                          state->memory_mask);
   }
   for (int64_t& position : state->positions) position += 1;
+  return logits;
+}
+
+torch::Tensor Transformer::DecodeStepInPlace(const torch::Tensor& tokens,
+                                             const torch::Tensor& positions,
+                                             std::vector<DecoderLayerCache>* layers,
+                                             const torch::Tensor& memory_mask) {
+  const int64_t slots = layers->front().self_attention.keys.size(2);
+  return DecodeStepAt(tokens, positions, slots, slots, layers, memory_mask);
+}
+
+torch::Tensor Transformer::DecodeStepAt(const torch::Tensor& tokens, const torch::Tensor& positions,
+                                        int64_t length, int64_t capacity_limit,
+                                        std::vector<DecoderLayerCache>* layers,
+                                        const torch::Tensor& memory_mask) {
+  const int64_t rows = tokens.size(0);
+  StepPositions step;
+  step.positions = positions;
+  step.length = length;
+  step.capacity_limit = capacity_limit;
+  auto x = EmbedAt(tokens.unsqueeze(1), target_embedding(), decoder_positions_, positions);
+  // Slots a row has not written yet are hidden: -inf above its position.
+  auto unfilled = torch::arange(length, positions.options()).unsqueeze(0) > positions.unsqueeze(1);
+  step.mask = torch::zeros({rows, length}, x.options())
+                  .masked_fill(unfilled, -std::numeric_limits<float>::infinity())
+                  .view({rows, 1, 1, length});
+  for (size_t i = 0; i < decoder_layers_.size(); ++i) {
+    x = decoder_layers_[i]->ForwardStep(x, &(*layers)[i], memory_mask, step);
+  }
   return OutputLogits(x).squeeze(1);
 }
 

@@ -10,12 +10,12 @@
 #include <torch/torch.h>
 
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include "model/attention.h"
 #include "model/linear.h"
 #include "model/model_config.h"
+#include "quantmt/engine/mutex.h"
 
 namespace quantmt {
 
@@ -146,6 +146,22 @@ class Transformer : public torch::nn::Module {
   // with its own DecoderState), as long as nobody trains or moves it.
   torch::Tensor DecodeStep(const torch::Tensor& tokens, DecoderState* state);
 
+  // Cross-attention keys and values of every decoder layer for encoder
+  // output memory [B, S, d] (what StartDecoding puts in a DecoderState).
+  std::vector<KeyValueCache> ProjectMemory(const torch::Tensor& memory);
+
+  // The same step as DecodeStep over caches of a fixed number of slots,
+  // written in place, with each row's position already on the device: row r
+  // feeds tokens[r] at slot positions[r] (int64 [B]) and attends to slots
+  // 0..positions[r]. It reads nothing back to the host and allocates by
+  // shape only, so a CUDA graph can capture it (decoding/cuda_step_ops.h).
+  // `layers` hold self-attention caches [B, H, slots, D] and cross-attention
+  // keys/values [B, H, S, D]; memory_mask is additive [B, 1, 1, S]. Returns
+  // logits [B, target_vocab]. REQUIRES: positions[r] < slots.
+  torch::Tensor DecodeStepInPlace(const torch::Tensor& tokens, const torch::Tensor& positions,
+                                  std::vector<DecoderLayerCache>* layers,
+                                  const torch::Tensor& memory_mask);
+
  private:
   explicit Transformer(const ModelConfig& config, const LinearFactory& make_linear);
 
@@ -158,6 +174,12 @@ class Transformer : public torch::nn::Module {
   // The sinusoid table [max_positions, d] in the dtype and device of `like`.
   torch::Tensor SinusoidTable(const torch::Tensor& like) const;
   torch::Tensor OutputLogits(const torch::Tensor& hidden);
+  // One step with positions on the device: attends to `length` slots, the
+  // caches growing up to `capacity_limit` (0: unbounded).
+  torch::Tensor DecodeStepAt(const torch::Tensor& tokens, const torch::Tensor& positions,
+                             int64_t length, int64_t capacity_limit,
+                             std::vector<DecoderLayerCache>* layers,
+                             const torch::Tensor& memory_mask);
   Linear& target_embedding() const;
 
   ModelConfig config_;
@@ -175,11 +197,11 @@ class Transformer : public torch::nn::Module {
   std::shared_ptr<Linear> output_projection_;  // null when tied to the embedding
 
   // Sinusoidal positions, computed once in float64 at construction. The
-  // copy in the model's dtype and device is made on first use; the mutex
-  // makes that safe when replicas decode concurrently.
+  // copy in the model's dtype and device is made on first use, by whichever
+  // replica decodes first.
   torch::Tensor sinusoid_table_;
-  mutable std::mutex sinusoid_mutex_;
-  mutable torch::Tensor sinusoid_cache_;
+  mutable Mutex sinusoid_mutex_;
+  mutable torch::Tensor sinusoid_cache_ ABSL_GUARDED_BY(sinusoid_mutex_);
 };
 
 }  // namespace quantmt

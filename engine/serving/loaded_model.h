@@ -1,7 +1,7 @@
 // A model directory loaded for inference: the Transformer on its device in
 // its compute type, the tokenizers, and what the model reports about
-// itself. Shared by the Translator and the serving engine; read-only once
-// built, so any number of threads may use one.
+// itself. Shared by a model's replicas; read-only once built, so any
+// number of threads may use one.
 #pragma once
 
 #include <torch/torch.h>
@@ -13,7 +13,7 @@
 #include "decoding/search.h"
 #include "model/transformer.h"
 #include "quantmt/engine/tokenizer.h"
-#include "quantmt/engine/translator.h"
+#include "quantmt/engine/translation.h"
 
 namespace quantmt {
 

@@ -28,9 +28,9 @@ ModelRepository::~ModelRepository() { Shutdown(absl::InfiniteDuration()); }
 
 absl::Status ModelRepository::Load(const ModelSpec& spec) {
   RETURN_IF_ERROR(ValidateModelSpec(spec));
-  std::lock_guard<std::mutex> admin(admin_mu_);
+  MutexLock admin(&admin_mu_);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (shut_down_) return absl::UnavailableError("the engine is shutting down");
     slots_.try_emplace(spec.name);  // a new name shows as loading
   }
@@ -41,7 +41,7 @@ absl::Status ModelRepository::Load(const ModelSpec& spec) {
     loaded = absl::InternalError(absl::StrCat("loading failed: ", e.what()));
   }
   if (!loaded.ok()) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     Slot& slot = slots_[spec.name];
     slot.last_error = std::string(loaded.status().message());
     if (slot.serving == nullptr) slot.state = ModelState::kFailed;
@@ -58,7 +58,7 @@ absl::Status ModelRepository::Load(const ModelSpec& spec) {
                                                    version->threads, observer_);
   std::shared_ptr<ModelVersion> old;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (shut_down_) {
       old = std::move(version);  // stopped below, never served
     }
@@ -68,7 +68,7 @@ absl::Status ModelRepository::Load(const ModelSpec& spec) {
     return absl::UnavailableError("the engine is shutting down");
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     Slot& slot = slots_[spec.name];
     old = std::move(slot.serving);
     slot.serving = version;
@@ -82,23 +82,23 @@ absl::Status ModelRepository::Load(const ModelSpec& spec) {
 }
 
 absl::Status ModelRepository::Unload(const std::string& name) {
-  std::lock_guard<std::mutex> admin(admin_mu_);
+  MutexLock admin(&admin_mu_);
   std::shared_ptr<ModelVersion> version;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto it = slots_.find(name);
     if (it == slots_.end()) return absl::NotFoundError(absl::StrCat("no model named '", name, "'"));
     version = std::move(it->second.serving);
     it->second.state = ModelState::kUnloading;
   }
   if (version != nullptr) version->scheduler->Stop(absl::InfiniteDuration());
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   slots_.erase(name);
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::shared_ptr<ModelVersion>> ModelRepository::Get(const std::string& name) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (shut_down_) return absl::UnavailableError("the engine is shutting down");
   auto it = slots_.find(name);
   if (it == slots_.end()) return absl::NotFoundError(absl::StrCat("no model named '", name, "'"));
@@ -128,14 +128,14 @@ ModelStatus ModelRepository::StatusOf(const std::string& name, const Slot& slot)
 }
 
 std::vector<ModelStatus> ModelRepository::List() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<ModelStatus> list;
   for (const auto& [name, slot] : slots_) list.push_back(StatusOf(name, slot));
   return list;
 }
 
 absl::StatusOr<ModelStatus> ModelRepository::Status(const std::string& name) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = slots_.find(name);
   if (it == slots_.end()) return absl::NotFoundError(absl::StrCat("no model named '", name, "'"));
   return StatusOf(name, it->second);
@@ -145,7 +145,7 @@ void ModelRepository::Shutdown(absl::Duration grace) {
   const absl::Time deadline = absl::Now() + grace;
   std::vector<std::shared_ptr<ModelVersion>> versions;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     shut_down_ = true;
     for (auto& [name, slot] : slots_) {
       if (slot.serving != nullptr) versions.push_back(slot.serving);

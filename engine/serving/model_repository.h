@@ -9,11 +9,11 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "quantmt/engine/engine.h"
+#include "quantmt/engine/mutex.h"
 #include "serving/scheduler.h"
 
 namespace quantmt {
@@ -55,14 +55,15 @@ class ModelRepository {
     std::shared_ptr<ModelVersion> serving;  // null while none is ready
     std::string last_error;
   };
-  ModelStatus StatusOf(const std::string& name, const Slot& slot) const;  // REQUIRES: mu_
+  ModelStatus StatusOf(const std::string& name, const Slot& slot) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Loader loader_;
   EngineObserver* const observer_;
-  std::mutex admin_mu_;  // serializes Load, Unload and Shutdown
-  mutable std::mutex mu_;
-  std::map<std::string, Slot> slots_;  // guarded by mu_
-  bool shut_down_ = false;             // guarded by mu_
+  Mutex admin_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // serializes Load and Unload
+  mutable Mutex mu_;
+  std::map<std::string, Slot> slots_ ABSL_GUARDED_BY(mu_);
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // InvalidArgument naming the first bad field of `spec`.

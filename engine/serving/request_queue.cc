@@ -34,7 +34,7 @@ absl::Status RequestQueue::Submit(const std::shared_ptr<RequestState>& request,
     tasks.push_back(std::move(task));
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (closed_) return absl::UnavailableError("the model is stopping and takes no new requests");
     const int64_t queued = static_cast<int64_t>(queue_.size());
     if (queued + static_cast<int64_t>(tasks.size()) > options_.max_queued_sentences) {
@@ -44,7 +44,7 @@ absl::Status RequestQueue::Submit(const std::shared_ptr<RequestState>& request,
     }
     for (auto& task : tasks) queue_.push_back(std::move(task));
   }
-  arrived_.notify_all();
+  arrived_.SignalAll();
   return absl::OkStatus();
 }
 
@@ -79,17 +79,18 @@ int64_t RequestQueue::QueuedRows() const {
 
 TakeResult RequestQueue::Take(const BatchShape& running, bool block) {
   TakeResult result;
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (!block && idle_takers_ > 0) return result;  // the idle replicas take it
   int64_t max_rows = budget_.max_rows;
   if (block) {
     ++idle_takers_;
-    arrived_.wait(lock, [&] { return !queue_.empty() || closed_; });
+    while (queue_.empty() && !closed_) arrived_.Wait(&mu_);
     if (!queue_.empty() && options_.max_batch_wait > absl::ZeroDuration()) {
       // Give a batch the chance to fill, counted from the oldest arrival.
       const absl::Time until = queue_.front().enqueued + options_.max_batch_wait;
-      arrived_.wait_until(lock, absl::ToChronoTime(until),
-                          [&] { return closed_ || released_takers_ > 0 || FillsBatch(); });
+      while (!closed_ && released_takers_ == 0 && !FillsBatch()) {
+        if (arrived_.WaitWithDeadline(&mu_, until)) break;
+      }
     }
     if (released_takers_ > 0) --released_takers_;
     --idle_takers_;
@@ -99,7 +100,7 @@ TakeResult RequestQueue::Take(const BatchShape& running, bool block) {
       const int sharing = idle_takers_ + 1;
       max_rows = std::max<int64_t>(1, (QueuedRows() + sharing - 1) / sharing);
       released_takers_ = idle_takers_;
-      arrived_.notify_all();
+      arrived_.SignalAll();
     }
   } else {
     DropDead(absl::Now(), &result);
@@ -127,14 +128,14 @@ TakeResult RequestQueue::Take(const BatchShape& running, bool block) {
 
 void RequestQueue::Close() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     closed_ = true;
   }
-  arrived_.notify_all();
+  arrived_.SignalAll();
 }
 
 std::vector<SentenceTask> RequestQueue::RemoveAll() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<SentenceTask> tasks(std::make_move_iterator(queue_.begin()),
                                   std::make_move_iterator(queue_.end()));
   queue_.clear();
@@ -142,12 +143,12 @@ std::vector<SentenceTask> RequestQueue::RemoveAll() {
 }
 
 int RequestQueue::queued_sentences() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return static_cast<int>(queue_.size());
 }
 
 int RequestQueue::idle_takers() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return idle_takers_;
 }
 

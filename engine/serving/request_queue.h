@@ -6,15 +6,14 @@
 // Thread-safe: Submit from any thread; replicas call Take.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include "absl/time/time.h"
 #include "quantmt/engine/engine.h"
+#include "quantmt/engine/mutex.h"
 #include "serving/request_state.h"
 
 namespace quantmt {
@@ -83,21 +82,21 @@ class RequestQueue {
   int idle_takers() const;
 
  private:
-  bool FillsBatch() const;                            // REQUIRES: mu_ held
-  void DropDead(absl::Time now, TakeResult* result);  // REQUIRES: mu_ held
-  int64_t QueuedRows() const;                         // REQUIRES: mu_ held
+  bool FillsBatch() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DropDead(absl::Time now, TakeResult* result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int64_t QueuedRows() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const SchedulerOptions options_;
   const BatchBudget budget_;
-  mutable std::mutex mu_;
-  std::condition_variable arrived_;
-  std::deque<SentenceTask> queue_;
-  bool closed_ = false;
-  int idle_takers_ = 0;  // replicas blocked in Take with an empty batch
+  mutable Mutex mu_;
+  CondVar arrived_;  // signalled on a submission, a split and Close
+  std::deque<SentenceTask> queue_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  int idle_takers_ ABSL_GUARDED_BY(mu_) = 0;  // replicas blocked in Take with an empty batch
   // Idle takers released to take their share of a split without waiting
   // for max_batch_wait again. (One still waiting for the queue to fill when
   // the split emptied it skips that wait once, later: harmless.)
-  int released_takers_ = 0;
+  int released_takers_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace quantmt

@@ -26,13 +26,13 @@ RequestState::RequestState(std::string model, TranslationRequest request,
 }
 
 int RequestState::pending_sentences() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return pending_;
 }
 
 absl::Status RequestState::CheckAlive(absl::Time now) const {
   if (completed()) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     return failure_.ok() ? absl::CancelledError("request already completed") : failure_;
   }
   if (request_.cancellation && request_.cancellation->cancelled()) {
@@ -45,37 +45,49 @@ absl::Status RequestState::CheckAlive(absl::Time now) const {
 }
 
 void RequestState::MarkStarted(absl::Time now) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (now < first_started_) first_started_ = now;
 }
 
 void RequestState::SentenceDone(int index, TranslationResult result, int generated_tokens,
                                 absl::Time now) {
-  std::unique_lock<std::mutex> lock(mu_);
-  if (completed()) return;
+  mu_.Lock();
+  if (completed()) {
+    mu_.Unlock();
+    return;
+  }
   result.source_tokens = results_[index].source_tokens;
   results_[index] = std::move(result);
   timings_.generated_tokens += generated_tokens;
-  if (--pending_ > 0) return;
+  if (--pending_ > 0) {
+    mu_.Unlock();
+    return;
+  }
   timings_.compute = now - std::min(first_started_, now);
-  Complete(absl::OkStatus(), std::move(lock));
+  Complete(absl::OkStatus());
 }
 
 void RequestState::Fail(const absl::Status& status) {
-  std::unique_lock<std::mutex> lock(mu_);
-  if (completed()) return;
+  mu_.Lock();
+  if (completed()) {
+    mu_.Unlock();
+    return;
+  }
   failure_ = status;
   if (first_started_ != absl::InfiniteFuture()) timings_.compute = absl::Now() - first_started_;
-  Complete(status, std::move(lock));
+  Complete(status);
 }
 
 void RequestState::CompleteIfDone() {
-  std::unique_lock<std::mutex> lock(mu_);
-  if (completed() || pending_ > 0) return;
-  Complete(absl::OkStatus(), std::move(lock));
+  mu_.Lock();
+  if (completed() || pending_ > 0) {
+    mu_.Unlock();
+    return;
+  }
+  Complete(absl::OkStatus());
 }
 
-void RequestState::Complete(absl::Status status, std::unique_lock<std::mutex> lock) {
+void RequestState::Complete(absl::Status status) {
   timings_.queued =
       (first_started_ == absl::InfiniteFuture() ? absl::Now() : first_started_) - submitted_;
   RequestOutcome outcome;
@@ -87,17 +99,17 @@ void RequestState::Complete(absl::Status status, std::unique_lock<std::mutex> lo
   outcome.timings = timings_;
   TranslationDone done = std::move(done_);
   completed_.store(true, std::memory_order_release);
-  lock.unlock();
+  mu_.Unlock();
   {
     // Wait for a token event in flight: none is delivered after completion.
-    std::lock_guard<std::mutex> stream_lock(stream_mu_);
+    MutexLock stream_lock(&stream_mu_);
   }
   if (observer_ != nullptr) observer_->OnRequestDone(model_, status, outcome.timings);
   if (done) done(std::move(outcome));
 }
 
 void RequestState::Release(TranslationRequest* request, TranslationDone* done) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   *request = std::move(request_);
   *done = std::move(done_);
   completed_.store(true, std::memory_order_release);
@@ -105,7 +117,7 @@ void RequestState::Release(TranslationRequest* request, TranslationDone* done) {
 
 void RequestState::Stream(const TokenEvent& event) {
   if (!request_.on_token) return;
-  std::lock_guard<std::mutex> lock(stream_mu_);
+  MutexLock lock(&stream_mu_);
   if (completed()) return;
   request_.on_token(event);
 }

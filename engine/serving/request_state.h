@@ -9,12 +9,12 @@
 
 #include <atomic>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/time/time.h"
 #include "quantmt/engine/engine.h"
+#include "quantmt/engine/mutex.h"
 
 namespace quantmt {
 
@@ -51,23 +51,24 @@ class RequestState {
   void Stream(const TokenEvent& event);
 
  private:
-  void Complete(absl::Status status, std::unique_lock<std::mutex> lock);
+  // Completes the request; releases mu_ before calling anyone back.
+  void Complete(absl::Status status) ABSL_UNLOCK_FUNCTION(mu_);
 
   const std::string model_;
   TranslationRequest request_;
   const std::vector<std::vector<int>> sources_;
-  TranslationDone done_;
+  TranslationDone done_ ABSL_GUARDED_BY(mu_);
   EngineObserver* const observer_;
   const absl::Time submitted_;
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::atomic<bool> completed_{false};
-  absl::Status failure_;  // guarded by mu_
-  std::vector<TranslationResult> results_;
-  int pending_ = 0;
-  absl::Time first_started_ = absl::InfiniteFuture();
-  RequestTimings timings_;
-  std::mutex stream_mu_;  // serializes on_token
+  absl::Status failure_ ABSL_GUARDED_BY(mu_);
+  std::vector<TranslationResult> results_ ABSL_GUARDED_BY(mu_);
+  int pending_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time first_started_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  RequestTimings timings_ ABSL_GUARDED_BY(mu_);
+  Mutex stream_mu_;  // serializes on_token
 };
 
 }  // namespace quantmt

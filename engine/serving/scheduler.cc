@@ -68,7 +68,7 @@ void Scheduler::StopAccepting() {
 }
 
 void Scheduler::Stop(absl::Duration grace) {
-  std::lock_guard<std::mutex> lock(stop_mu_);
+  MutexLock lock(&stop_mu_);
   StopAccepting();
   const absl::Time deadline = absl::Now() + grace;
   auto all_exited = [&] {

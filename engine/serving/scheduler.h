@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "quantmt/engine/engine.h"
+#include "quantmt/engine/mutex.h"
 #include "serving/cpu_threads.h"
 #include "serving/replica.h"
 #include "serving/request_queue.h"
@@ -36,7 +37,7 @@ class Scheduler {
   // Refuses new requests; lets accepted ones finish until `grace` has
   // passed, then cancels the rest; returns when the replicas have exited.
   // Idempotent.
-  void Stop(absl::Duration grace);
+  void Stop(absl::Duration grace) ABSL_LOCKS_EXCLUDED(stop_mu_);
   bool stopping() const { return stopping_.load(); }
 
   int queued_sentences() const { return queue_.queued_sentences(); }
@@ -49,7 +50,7 @@ class Scheduler {
   RequestQueue queue_;
   std::vector<std::unique_ptr<Replica>> replicas_;
   std::atomic<bool> stopping_{false};
-  std::mutex stop_mu_;  // one Stop at a time
+  Mutex stop_mu_;  // one Stop at a time
 };
 
 // InvalidArgument naming the first option out of range.

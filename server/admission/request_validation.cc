@@ -38,36 +38,27 @@ absl::Status ValidateSentence(const std::string& sentence, const std::string& wh
 
 absl::StatusOr<TranslationOptions> ValidateOptions(const v1::TranslationOptions& options,
                                                    const RequestLimits& limits) {
+  // Server policy only: defaults for fields left at 0 and the configured
+  // maxima. The engine's ValidateTranslationOptions checks the ranges every
+  // front end shares (beam_size >= 1, num_hypotheses <= beam_size, ...).
   TranslationOptions result;
   result.beam_size = options.beam_size() == 0 ? limits.default_beam_size : options.beam_size();
-  if (result.beam_size < 1 || result.beam_size > limits.max_beam_size) {
+  if (result.beam_size > limits.max_beam_size) {
     return absl::InvalidArgumentError(absl::StrCat("beam_size ", options.beam_size(),
                                                    " is out of range: use 1 (greedy) to ",
                                                    limits.max_beam_size, ", or 0 for the default"));
   }
   result.num_hypotheses = options.num_hypotheses() == 0 ? 1 : options.num_hypotheses();
-  if (result.num_hypotheses < 1 || result.num_hypotheses > result.beam_size) {
-    return absl::InvalidArgumentError(absl::StrCat("num_hypotheses ", options.num_hypotheses(),
-                                                   " is out of range: use 1 to ", "beam_size (",
-                                                   result.beam_size, ")"));
-  }
-  result.max_length =
-      options.max_length() == 0 ? limits.default_max_length : options.max_length();
-  if (result.max_length < 1 || result.max_length > limits.max_length) {
+  result.max_length = options.max_length() == 0 ? limits.default_max_length : options.max_length();
+  if (result.max_length > limits.max_length) {
     return absl::InvalidArgumentError(absl::StrCat("max_length ", options.max_length(),
                                                    " is out of range: use 1 to ", limits.max_length,
                                                    ", or 0 for the default"));
   }
   // The engine counts the tokens and refuses a longer sentence.
   result.max_input_length = limits.max_sentence_tokens;
-  if (options.has_length_penalty()) {
-    const float penalty = options.length_penalty();
-    if (!(penalty >= 0.0f && penalty <= 10.0f)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("length_penalty ", penalty, " is out of range: use 0 to 10"));
-    }
-    result.length_penalty = penalty;
-  }
+  if (options.has_length_penalty()) result.length_penalty = options.length_penalty();
+  RETURN_IF_ERROR(ValidateTranslationOptions(result));
   return result;
 }
 

@@ -77,7 +77,7 @@ MetricFamily::MetricFamily(std::string name, std::string help, std::string type,
       label_names_(std::move(label_names)) {}
 
 void MetricFamily::Write(std::string* out) const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   if (series_.empty()) return;
   absl::StrAppend(out, "# HELP ", name_, " ", EscapeHelp(help_), "\n# TYPE ", name_, " ", type_,
                   "\n");
@@ -85,12 +85,12 @@ void MetricFamily::Write(std::string* out) const {
 }
 
 void MetricFamily::Clear() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   series_.clear();
 }
 
 int64_t MetricFamily::dropped_observations() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   return dropped_;
 }
 
@@ -122,12 +122,12 @@ CounterFamily::CounterFamily(std::string name, std::string help,
 
 void CounterFamily::Increment(const LabelValues& labels, double amount) {
   if (!(amount >= 0)) return;
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   if (Series* series = FindOrAdd(labels)) series->value += amount;
 }
 
 double CounterFamily::Value(const LabelValues& labels) const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   const Series* series = Find(labels);
   return series ? series->value : 0;
 }
@@ -141,17 +141,17 @@ GaugeFamily::GaugeFamily(std::string name, std::string help, std::vector<std::st
     : MetricFamily(std::move(name), std::move(help), "gauge", std::move(label_names)) {}
 
 void GaugeFamily::Set(const LabelValues& labels, double value) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   if (Series* series = FindOrAdd(labels)) series->value = value;
 }
 
 void GaugeFamily::Add(const LabelValues& labels, double delta) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   if (Series* series = FindOrAdd(labels)) series->value += delta;
 }
 
 double GaugeFamily::Value(const LabelValues& labels) const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   const Series* series = Find(labels);
   return series ? series->value : 0;
 }
@@ -169,7 +169,7 @@ HistogramFamily::HistogramFamily(std::string name, std::string help,
 
 void HistogramFamily::Observe(const LabelValues& labels, double value) {
   if (std::isnan(value)) return;
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   Series* series = FindOrAdd(labels);
   if (!series) return;
   if (series->buckets.empty()) series->buckets.assign(upper_bounds_.size() + 1, 0);
@@ -181,13 +181,13 @@ void HistogramFamily::Observe(const LabelValues& labels, double value) {
 }
 
 uint64_t HistogramFamily::Count(const LabelValues& labels) const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   const Series* series = Find(labels);
   return series ? series->count : 0;
 }
 
 double HistogramFamily::Sum(const LabelValues& labels) const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   const Series* series = Find(labels);
   return series ? series->sum : 0;
 }
@@ -234,7 +234,7 @@ absl::Status Registry::CheckNew(const std::string& name,
 absl::StatusOr<CounterFamily*> Registry::AddCounter(const std::string& name,
                                                     const std::string& help,
                                                     const std::vector<std::string>& label_names) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   RETURN_IF_ERROR(CheckNew(name, label_names, false));
   auto family = std::make_unique<CounterFamily>(name, help, label_names);
   CounterFamily* result = family.get();
@@ -244,7 +244,7 @@ absl::StatusOr<CounterFamily*> Registry::AddCounter(const std::string& name,
 
 absl::StatusOr<GaugeFamily*> Registry::AddGauge(const std::string& name, const std::string& help,
                                                 const std::vector<std::string>& label_names) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   RETURN_IF_ERROR(CheckNew(name, label_names, false));
   auto family = std::make_unique<GaugeFamily>(name, help, label_names);
   GaugeFamily* result = family.get();
@@ -256,7 +256,7 @@ absl::StatusOr<HistogramFamily*> Registry::AddHistogram(const std::string& name,
                                                         const std::string& help,
                                                         const std::vector<std::string>& label_names,
                                                         const std::vector<double>& upper_bounds) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   RETURN_IF_ERROR(CheckNew(name, label_names, true));
   for (size_t i = 0; i < upper_bounds.size(); ++i) {
     if (!std::isfinite(upper_bounds[i]) || (i > 0 && upper_bounds[i] <= upper_bounds[i - 1])) {
@@ -271,12 +271,12 @@ absl::StatusOr<HistogramFamily*> Registry::AddHistogram(const std::string& name,
 }
 
 void Registry::AddCollector(std::function<void()> collector) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   collectors_.push_back(std::move(collector));
 }
 
 std::string Registry::Expose() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   for (const auto& collector : collectors_) collector();
   std::string out;
   for (const auto& family : families_) family->Write(&out);

@@ -3,8 +3,6 @@
 //
 // prometheus-cpp is not packaged in Debian 12, and the server needs only
 // this much of it. Thread-safe: every method may be called from any thread.
-// (std::mutex rather than absl::Mutex: ThreadSanitizer sees pthread locks,
-// but not the locks of an Abseil built without it, as Debian's is.)
 //
 //   Registry registry;
 //   auto* requests = *registry.AddCounter("quantmt_requests_total", "Requests.", {"rpc", "code"});
@@ -15,10 +13,10 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "quantmt/engine/mutex.h"
 #include "quantmt/engine/status.h"
 
 namespace quantmt::server {
@@ -51,20 +49,20 @@ class MetricFamily {
   };
   // Returns the series for `labels`, creating it; null (and counts a drop)
   // when the label count is wrong.
-  Series* FindOrAdd(const LabelValues& labels);         // REQUIRES: mutex_ held
-  const Series* Find(const LabelValues& labels) const;  // REQUIRES: mutex_ held
+  Series* FindOrAdd(const LabelValues& labels) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  const Series* Find(const LabelValues& labels) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   virtual void WriteSeries(const std::string& labels, const Series& series,
                            std::string* out) const = 0;
   // `{a="x",b="y"}`, or "" without labels.
   std::string FormatLabels(const LabelValues& values) const;
 
-  mutable std::mutex mutex_;
-  std::map<LabelValues, Series> series_;  // guarded by mutex_; sorted: stable output
+  mutable Mutex mutex_;
+  std::map<LabelValues, Series> series_ ABSL_GUARDED_BY(mutex_);  // sorted: stable output
 
  private:
   const std::string name_, help_, type_;
   const std::vector<std::string> label_names_;
-  int64_t dropped_ = 0;  // guarded by mutex_
+  int64_t dropped_ ABSL_GUARDED_BY(mutex_) = 0;
 };
 
 class CounterFamily : public MetricFamily {
@@ -129,11 +127,11 @@ class Registry {
 
  private:
   absl::Status CheckNew(const std::string& name, const std::vector<std::string>& label_names,
-                        bool histogram) const;  // REQUIRES: mutex_ held
+                        bool histogram) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
-  mutable std::mutex mutex_;
-  std::vector<std::unique_ptr<MetricFamily>> families_;  // guarded by mutex_
-  std::vector<std::function<void()>> collectors_;        // guarded by mutex_
+  mutable Mutex mutex_;
+  std::vector<std::unique_ptr<MetricFamily>> families_ ABSL_GUARDED_BY(mutex_);
+  std::vector<std::function<void()>> collectors_ ABSL_GUARDED_BY(mutex_);
 };
 
 // The text format's escaping: label values escape backslash, double quote

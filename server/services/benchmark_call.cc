@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "eval/percentile.h"
 #include "server/admission/request_validation.h"
 #include "server/convert/status_conversion.h"
 #include "server/services/streaming_job.h"
@@ -27,12 +28,6 @@ const char* const kBuiltinSentences[] = {
     "den Innenstädten deutlich verringert hat.",
     "Das Museum zeigt ab nächster Woche eine Ausstellung über die Geschichte der Stadt.",
 };
-
-double Percentile(const std::vector<double>& sorted, double q) {
-  if (sorted.empty()) return 0;
-  const size_t index = static_cast<size_t>(q * (sorted.size() - 1) + 0.5);
-  return sorted[std::min(index, sorted.size() - 1)];
-}
 
 }  // namespace
 
@@ -137,9 +132,9 @@ grpc::ServerWriteReactor<v1::BenchmarkResponse>* TranslationService::Benchmark(
                                       std::max(wall_seconds, 1e-9));
       v1::LatencySummary* latency = batch->mutable_latency();
       latency->set_mean_seconds(wall_seconds / iterations);
-      latency->set_p50_seconds(Percentile(latencies, 0.5));
-      latency->set_p90_seconds(Percentile(latencies, 0.9));
-      latency->set_p99_seconds(Percentile(latencies, 0.99));
+      latency->set_p50_seconds(eval::Percentile(latencies, 0.5));
+      latency->set_p90_seconds(eval::Percentile(latencies, 0.9));
+      latency->set_p99_seconds(eval::Percentile(latencies, 0.99));
       latency->set_max_seconds(latencies.back());
     }
     result->set_process_resident_memory_bytes(ProcessResidentBytes());

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "eval/bleu.h"
 #include "eval/chrf.h"
+#include "eval/test_sets.h"
 #include "server/admission/request_validation.h"
 #include "server/convert/status_conversion.h"
 #include "server/services/streaming_job.h"
@@ -42,9 +43,9 @@ absl::StatusOr<std::vector<LoadedSet>> GatherSets(const v1::EvaluateRequest& req
       return absl::FailedPreconditionError(
           "the server has no data directory (--data_dir): send the test sets inline");
     }
-    const auto available =
-        FindTestSets(state.data_dir(), model.info.source_language, model.info.target_language);
-    std::vector<TestSetFiles> files = available;
+    const auto available = eval::FindTestSets(state.data_dir(), model.info.source_language,
+                                              model.info.target_language);
+    std::vector<eval::TestSetFiles> files = available;
     if (!request.data_sets().empty()) {
       ASSIGN_OR_RETURN(files, SelectTestSets(available, {request.data_sets().begin(),
                                                          request.data_sets().end()}));
@@ -54,10 +55,10 @@ absl::StatusOr<std::vector<LoadedSet>> GatherSets(const v1::EvaluateRequest& req
                                               model.info.source_language, " / test*.",
                                               model.info.target_language, " pairs"));
     }
-    for (const TestSetFiles& file : files) {
+    for (const eval::TestSetFiles& file : files) {
       LoadedSet set{file.domain, file.name, {}, {}};
-      ASSIGN_OR_RETURN(set.sources, ReadLines(file.source_path, request.max_lines()));
-      ASSIGN_OR_RETURN(set.references, ReadLines(file.reference_path, request.max_lines()));
+      ASSIGN_OR_RETURN(set.sources, eval::ReadLines(file.source_path, request.max_lines()));
+      ASSIGN_OR_RETURN(set.references, eval::ReadLines(file.reference_path, request.max_lines()));
       if (set.sources.size() != set.references.size() || set.sources.empty()) {
         return absl::FailedPreconditionError(
             absl::StrCat("test set ", file.domain, "/", file.name, " has ", set.sources.size(),

@@ -7,13 +7,13 @@
 namespace quantmt::server {
 
 std::string ServingState::default_model() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   return loaded_.empty() ? "" : loaded_.front();
 }
 
 void ServingState::ModelLoaded(const std::string& name) {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(&mutex_);
     if (std::find(loaded_.begin(), loaded_.end(), name) == loaded_.end()) loaded_.push_back(name);
   }
   if (health_ != nullptr && !draining()) health_->SetServingStatus(name, true);
@@ -21,7 +21,7 @@ void ServingState::ModelLoaded(const std::string& name) {
 
 void ServingState::ModelUnloaded(const std::string& name) {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(&mutex_);
     loaded_.erase(std::remove(loaded_.begin(), loaded_.end(), name), loaded_.end());
   }
   if (health_ != nullptr) health_->SetServingStatus(name, false);
@@ -55,7 +55,7 @@ void ServingState::Record(const char* rpc, const std::string& model, const grpc:
   // arbitrary names must not create unbounded series.
   std::string label = model.empty() ? "" : "unknown";
   if (!model.empty()) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(&mutex_);
     if (std::find(loaded_.begin(), loaded_.end(), model) != loaded_.end()) label = model;
   }
   metrics_->RecordRequest(rpc, label, GrpcCodeName(status.error_code()),

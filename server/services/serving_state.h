@@ -6,12 +6,12 @@
 #include <grpcpp/support/status.h>
 
 #include <atomic>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/time/time.h"
 #include "quantmt/engine/engine.h"
+#include "quantmt/engine/mutex.h"
 #include "server/admission/request_limits.h"
 #include "server/metrics/server_metrics.h"
 
@@ -85,10 +85,8 @@ class ServingState {
   std::atomic<int> running_jobs_{0};
   static constexpr int kMaxJobs = 2;
 
-  // std::mutex rather than absl::Mutex: ThreadSanitizer sees pthread locks,
-  // but not the locks of an Abseil built without it, as Debian's is.
-  mutable std::mutex mutex_;
-  std::vector<std::string> loaded_;  // guarded by mutex_; in load order
+  mutable Mutex mutex_;
+  std::vector<std::string> loaded_ ABSL_GUARDED_BY(mutex_);  // in load order
 };
 
 }  // namespace quantmt::server

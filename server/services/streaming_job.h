@@ -5,13 +5,12 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <thread>
 
 #include "quantmt/engine/engine.h"
+#include "quantmt/engine/mutex.h"
 
 namespace quantmt::server {
 
@@ -35,12 +34,12 @@ class StreamingJob : public grpc::ServerWriteReactor<Response> {
 
   // Sends one message and waits until it is written. False when the client
   // has gone: the body should stop and return.
-  bool Send(const Response& response) {
-    std::unique_lock<std::mutex> lock(mutex_);
+  bool Send(const Response& response) ABSL_LOCKS_EXCLUDED(mutex_) {
+    MutexLock lock(&mutex_);
     if (broken_) return false;
     writing_ = true;
     this->StartWrite(&response);
-    write_done_.wait(lock, [this] { return !writing_; });
+    while (writing_) write_done_.Wait(&mutex_);
     return !broken_;
   }
 
@@ -48,14 +47,14 @@ class StreamingJob : public grpc::ServerWriteReactor<Response> {
   const std::shared_ptr<CancellationToken>& cancellation() const { return cancellation_; }
 
   void OnWriteDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(&mutex_);
     if (!ok) broken_ = true;
     writing_ = false;
-    write_done_.notify_one();
+    write_done_.Signal();
   }
   void OnCancel() override {
     cancellation_->Cancel();
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(&mutex_);
     broken_ = true;
   }
   void OnDone() override { delete this; }
@@ -64,12 +63,10 @@ class StreamingJob : public grpc::ServerWriteReactor<Response> {
   StreamingJob() = default;
 
   const std::shared_ptr<CancellationToken> cancellation_ = std::make_shared<CancellationToken>();
-  // std::mutex rather than absl::Mutex: ThreadSanitizer sees pthread locks,
-  // but not the locks of an Abseil built without it, as Debian's is.
-  std::mutex mutex_;
-  std::condition_variable write_done_;  // signalled when writing_ turns false
-  bool writing_ = false;                // guarded by mutex_
-  bool broken_ = false;                 // guarded by mutex_
+  Mutex mutex_;
+  CondVar write_done_;  // signalled when writing_ turns false
+  bool writing_ ABSL_GUARDED_BY(mutex_) = false;
+  bool broken_ ABSL_GUARDED_BY(mutex_) = false;
 };
 
 }  // namespace quantmt::server

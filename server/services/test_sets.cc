@@ -1,53 +1,23 @@
+// Selection of named test sets for the Evaluate RPC.
 #include "server/services/test_sets.h"
-
-#include <algorithm>
-#include <filesystem>
-#include <fstream>
-#include <tuple>
 
 #include "absl/strings/str_cat.h"
 
 namespace quantmt::server {
 
-namespace fs = std::filesystem;
-
-std::vector<TestSetFiles> FindTestSets(const std::string& data_dir, const std::string& source_lang,
-                                       const std::string& target_lang) {
-  std::vector<TestSetFiles> sets;
-  std::error_code error;
-  for (const auto& domain : fs::directory_iterator(data_dir, error)) {
-    if (!domain.is_directory(error)) continue;
-    for (const auto& file : fs::directory_iterator(domain.path(), error)) {
-      const fs::path& path = file.path();
-      if (path.filename().string().rfind("test", 0) != 0 || path.extension() != "." + source_lang) {
-        continue;
-      }
-      fs::path reference = path;
-      reference.replace_extension(target_lang);
-      if (!fs::exists(reference, error)) continue;
-      sets.push_back({domain.path().filename().string(), path.stem().string(), path.string(),
-                      reference.string()});
-    }
-  }
-  std::sort(sets.begin(), sets.end(), [](const TestSetFiles& a, const TestSetFiles& b) {
-    return std::tie(a.domain, a.name) < std::tie(b.domain, b.name);
-  });
-  return sets;
-}
-
-absl::StatusOr<std::vector<TestSetFiles>> SelectTestSets(
-    const std::vector<TestSetFiles>& available, const std::vector<std::string>& selectors) {
-  std::vector<TestSetFiles> selected;
+absl::StatusOr<std::vector<eval::TestSetFiles>> SelectTestSets(
+    const std::vector<eval::TestSetFiles>& available, const std::vector<std::string>& selectors) {
+  std::vector<eval::TestSetFiles> selected;
   for (const std::string& selector : selectors) {
     const size_t before = selected.size();
-    for (const TestSetFiles& set : available) {
+    for (const eval::TestSetFiles& set : available) {
       if (selector == set.domain || selector == set.domain + "/" + set.name) {
         selected.push_back(set);
       }
     }
     if (selected.size() == before) {
       std::string known;
-      for (const TestSetFiles& set : available)
+      for (const eval::TestSetFiles& set : available)
         absl::StrAppend(&known, " ", set.domain, "/", set.name);
       return absl::NotFoundError(absl::StrCat(
           "no test set \"", selector,
@@ -55,16 +25,6 @@ absl::StatusOr<std::vector<TestSetFiles>> SelectTestSets(
     }
   }
   return selected;
-}
-
-absl::StatusOr<std::vector<std::string>> ReadLines(const std::string& path, size_t max_lines) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::vector<std::string> lines;
-  for (std::string line; (max_lines == 0 || lines.size() < max_lines) && std::getline(in, line);) {
-    lines.push_back(std::move(line));
-  }
-  return lines;
 }
 
 }  // namespace quantmt::server

@@ -3,9 +3,9 @@
 // (the callback API allows one outstanding write).
 #include <algorithm>
 #include <deque>
-#include <mutex>
 #include <optional>
 
+#include "quantmt/engine/mutex.h"
 #include "server/admission/request_validation.h"
 #include "server/convert/proto_conversion.h"
 #include "server/convert/status_conversion.h"
@@ -37,7 +37,7 @@ class TranslateStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
     if (!ok) {  // the client half-closed (or the call ended)
       std::optional<grpc::Status> finish;
       {
-        std::lock_guard<std::mutex> lock(mutex_);
+        MutexLock lock(&mutex_);
         reads_done_ = true;
         finish = TakeFinishLocked();
       }
@@ -60,7 +60,7 @@ class TranslateStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
   void OnWriteDone(bool ok) override {
     std::optional<grpc::Status> finish;
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      MutexLock lock(&mutex_);
       writing_ = false;
       if (!ok) {  // the client is gone: nothing more can be sent
         broken_ = true;
@@ -78,7 +78,7 @@ class TranslateStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
   void OnCancel() override {
     std::optional<grpc::Status> finish;
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      MutexLock lock(&mutex_);
       broken_ = true;
       CancelAllLocked();
       finish = TakeFinishLocked();
@@ -92,7 +92,7 @@ class TranslateStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
   // Answers a message that was not read as a request (no id, no model).
   void Refuse(const grpc::Status& status) {
     state_->Record("TranslateStream", "", status, absl::Now());
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(&mutex_);
     QueueLocked(ErrorResponse(0, status), /*droppable=*/false);
   }
 
@@ -105,7 +105,7 @@ class TranslateStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
     if (refused.ok() && !validated.ok()) refused = ToGrpcStatus(validated.status());
     auto token = std::make_shared<CancellationToken>();
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      MutexLock lock(&mutex_);
       // A cancelled stream takes no new work: it may finish at any moment.
       if (broken_ || finished_) return;
       if (refused.ok() && inflight_ >= kMaxInflightPerStream) {
@@ -132,7 +132,7 @@ class TranslateStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
         response.set_id(id);
         response.mutable_token()->set_sentence_index(event.sentence_index);
         response.mutable_token()->set_text(event.text);
-        std::lock_guard<std::mutex> lock(mutex_);
+        MutexLock lock(&mutex_);
         QueueLocked(std::move(response), /*droppable=*/true);
       };
     }
@@ -147,7 +147,7 @@ class TranslateStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
           state_->Record("TranslateStream", model, status, start);
           std::optional<grpc::Status> finish;
           {
-            std::lock_guard<std::mutex> lock(mutex_);
+            MutexLock lock(&mutex_);
             AnswerLocked(id, outcome, status, return_scores);
             tokens_.erase(std::find(tokens_.begin(), tokens_.end(), token));
             --inflight_;
@@ -160,7 +160,7 @@ class TranslateStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
 
   // Queues the responses for one request the engine has answered.
   void AnswerLocked(uint64_t id, const RequestOutcome& outcome, const grpc::Status& status,
-                    bool return_scores) {  // REQUIRES: mutex_ held
+                    bool return_scores) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
     if (status.ok()) {
       for (size_t i = 0; i < outcome.results->size(); ++i) {
         v1::TranslateStreamResponse response;
@@ -187,7 +187,8 @@ class TranslateStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
     return response;
   }
 
-  void QueueLocked(v1::TranslateStreamResponse response, bool droppable) {  // REQUIRES: mutex_ held
+  void QueueLocked(v1::TranslateStreamResponse response, bool droppable)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
     if (broken_ || finished_) return;
     if (droppable && outgoing_.size() >= kMaxQueuedTokenUpdates) return;
     grpc::ByteBuffer bytes;
@@ -201,13 +202,13 @@ class TranslateStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
     WriteNextLocked();
   }
 
-  void WriteNextLocked() {  // REQUIRES: mutex_ held
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
     if (writing_ || outgoing_.empty() || broken_) return;
     writing_ = true;
     StartWrite(&outgoing_.front());
   }
 
-  void CancelAllLocked() {  // REQUIRES: mutex_ held
+  void CancelAllLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
     for (const auto& token : tokens_) token->Cancel();
   }
 
@@ -217,7 +218,7 @@ class TranslateStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
   // back into this reactor. Returned once. The caller calls Finish after
   // unlocking: gRPC may delete this reactor (OnDone), mutex_ included, as
   // soon as Finish is called.
-  std::optional<grpc::Status> TakeFinishLocked() {  // REQUIRES: mutex_ held
+  std::optional<grpc::Status> TakeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
     if (finished_ || inflight_ > 0 || writing_) return std::nullopt;
     if (!broken_ && (!reads_done_ || !outgoing_.empty())) return std::nullopt;
     finished_ = true;
@@ -229,17 +230,14 @@ class TranslateStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
   grpc::CallbackServerContext* context_;
   grpc::ByteBuffer incoming_;  // only the read path touches it
 
-  // std::mutex rather than absl::Mutex: ThreadSanitizer sees pthread locks,
-  // but not the locks of an Abseil built without it, as Debian's is.
-  // Everything below is guarded by mutex_.
-  std::mutex mutex_;
-  std::deque<grpc::ByteBuffer> outgoing_;
-  std::vector<std::shared_ptr<CancellationToken>> tokens_;
-  int inflight_ = 0;
-  bool writing_ = false;
-  bool reads_done_ = false;
-  bool broken_ = false;
-  bool finished_ = false;
+  Mutex mutex_;
+  std::deque<grpc::ByteBuffer> outgoing_ ABSL_GUARDED_BY(mutex_);
+  std::vector<std::shared_ptr<CancellationToken>> tokens_ ABSL_GUARDED_BY(mutex_);
+  int inflight_ ABSL_GUARDED_BY(mutex_) = 0;
+  bool writing_ ABSL_GUARDED_BY(mutex_) = false;
+  bool reads_done_ ABSL_GUARDED_BY(mutex_) = false;
+  bool broken_ ABSL_GUARDED_BY(mutex_) = false;
+  bool finished_ ABSL_GUARDED_BY(mutex_) = false;
 };
 
 }  // namespace

@@ -57,10 +57,15 @@ class TranslatorTest : public ::testing::Test {
     delete dir_;
   }
 
+  // Two replicas with a batch of two sentences: a call is split into
+  // several batches, decoded side by side.
   std::unique_ptr<Translator> Load() {
-    RuntimeOptions options;
-    options.num_threads = 1;
-    auto translator = Translator::Create(dir_->string(), options);
+    ModelSpec spec;
+    spec.model_dir = dir_->string();
+    spec.runtime.num_threads = 1;
+    spec.replicas = 2;
+    spec.scheduler.max_batch_sentences = 2;
+    auto translator = Translator::Create(spec);
     EXPECT_TRUE(translator.ok()) << translator.status();
     return translator.ok() ? std::move(*translator) : nullptr;
   }
@@ -76,7 +81,6 @@ TEST_F(TranslatorTest, TranslatesEverySentenceInOrder) {
   options.beam_size = 3;
   options.num_hypotheses = 2;
   options.max_length = 8;
-  options.max_batch_size = 2;  // several batches, sorted by length
   const std::vector<std::string> sentences = {"ein Hund", "", "die Katze schläft auf dem Sofa",
                                               "ja"};
   auto results = translator->Translate(sentences, options);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "client/load/load_options.h"
+#include "eval/percentile.h"
 
 namespace quantmt::client {
 namespace {
@@ -10,14 +11,15 @@ namespace {
 TEST(LatencyStatsTest, NearestRankPercentiles) {
   std::vector<double> values;
   for (int i = 1; i <= 1000; ++i) values.push_back(i);
-  EXPECT_EQ(Percentile(values, 0.5), 500);
-  EXPECT_EQ(Percentile(values, 0.9), 900);
-  EXPECT_EQ(Percentile(values, 0.99), 990);
-  EXPECT_EQ(Percentile(values, 0.999), 999);
-  EXPECT_EQ(Percentile(values, 1.0), 1000);
-  EXPECT_EQ(Percentile(values, 0.0), 1);
-  EXPECT_EQ(Percentile({}, 0.5), 0);
-  EXPECT_EQ(Percentile({7}, 0.99), 7);
+  EXPECT_EQ(eval::Percentile(values, 0.5), 500);
+  EXPECT_EQ(eval::Percentile(values, 0.9), 900);
+  EXPECT_EQ(eval::Percentile(values, 0.99), 990);
+  EXPECT_EQ(eval::Percentile(values, 0.999), 999);
+  EXPECT_EQ(eval::Percentile(values, 1.0), 1000);
+  EXPECT_EQ(eval::Percentile(values, 0.0), 1);
+  EXPECT_EQ(eval::Percentile({}, 0.5), 0);
+  EXPECT_EQ(eval::Percentile({7}, 0.99), 7);
+  EXPECT_EQ(eval::PercentileOfUnsorted({3, 1, 2, 4}, 0.5), 2);
 }
 
 TEST(LatencyStatsTest, HistogramCountsEverySample) {

@@ -53,20 +53,29 @@ TEST(RequestValidationTest, RefusesBadInputWithAnExplanation) {
   small.max_request_bytes = 10;
   ExpectInvalid(Request({"abcdef", "ghijkl"}), "12 bytes of text; the limit is 10", small);
 
+  // The server's limits (--max_beam_size, --max_length) come first, then the
+  // engine's ranges (ValidateTranslationOptions), with the proto's field names.
   auto request = Request({"Hallo."});
   request.mutable_options()->set_beam_size(17);
-  ExpectInvalid(request, "beam_size 17 is out of range");
+  ExpectInvalid(request,
+                "beam_size 17 is out of range: use 1 (greedy) to 16, or 0 for the default");
   request.mutable_options()->set_beam_size(-1);
-  ExpectInvalid(request, "beam_size -1");
+  ExpectInvalid(request, "beam_size -1 is out of range: use 1 (greedy) or more");
   request.mutable_options()->set_beam_size(2);
   request.mutable_options()->set_num_hypotheses(3);
   ExpectInvalid(request, "num_hypotheses 3 is out of range: use 1 to beam_size (2)");
+  request.mutable_options()->set_num_hypotheses(-1);
+  ExpectInvalid(request, "num_hypotheses -1 is out of range: use 1 to beam_size (2)");
   request.mutable_options()->set_num_hypotheses(2);
   request.mutable_options()->set_max_length(100000);
-  ExpectInvalid(request, "max_length 100000");
+  ExpectInvalid(request, "max_length 100000 is out of range: use 1 to 512, or 0 for the default");
+  request.mutable_options()->set_max_length(-5);
+  ExpectInvalid(request, "max_length -5 is out of range: use 1 or more");
   request.mutable_options()->set_max_length(10);
   request.mutable_options()->set_length_penalty(-1);
-  ExpectInvalid(request, "length_penalty");
+  ExpectInvalid(request, "length_penalty -1 is out of range: use 0 to 10");
+  request.mutable_options()->set_length_penalty(10.5f);
+  ExpectInvalid(request, "length_penalty 10.5 is out of range: use 0 to 10");
   request.mutable_options()->set_length_penalty(0.6f);
   auto valid = ValidateTranslateRequest(request, {}, "de-en");
   ASSERT_TRUE(valid.ok()) << valid.status();

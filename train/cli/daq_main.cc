@@ -13,12 +13,11 @@
 #include <torch/torch.h>
 
 #include <CLI/CLI.hpp>
-#include <cstdio>
-#include <exception>
 #include <iostream>
 #include <string>
 #include <vector>
 
+#include "train/cli/cli_common.h"
 #include "train/compress/daq_finetune.h"
 #include "train/compress/daq_quantizer.h"
 
@@ -26,10 +25,8 @@ namespace {
 
 using quantmt::DaqParams;
 
-int Fail(const std::string& message) {
-  std::fprintf(stderr, "quantmt-daq: error: %s\n", message.c_str());
-  return 1;
-}
+using quantmt::cli::Fail;
+constexpr char kError[] = "quantmt-daq: error: ";
 
 std::string CommandLine(int argc, char** argv) {
   std::string line;
@@ -189,18 +186,16 @@ int Run(int argc, char** argv) {
   finetune->add_option("--log_every_seconds", t.log_every_seconds)->capture_default_str();
   finetune_flags.Add(finetune);
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 1;
-  }
-  if (threads < 0) return Fail("--threads must be >= 0");
+  if (int exit_code = 0; !quantmt::cli::ParseFlags(app, argc, argv, &exit_code)) return exit_code;
+  if (threads < 0) return Fail(kError, "--threads must be >= 0");
   if (threads > 0) torch::set_num_threads(threads);
 
   if (quantize->parsed()) {
-    if (const std::string problem = quantize_flags.Finish(); !problem.empty()) return Fail(problem);
+    if (const std::string problem = quantize_flags.Finish(); !problem.empty()) {
+      return Fail(kError, problem);
+    }
     if (device == "cuda" && !torch::cuda::is_available()) {
-      return Fail("--device cuda, but no CUDA device is available");
+      return Fail(kError, "--device cuda, but no CUDA device is available");
     }
     quantmt::compress::QuantizeOptions options;
     options.params = quantize_flags.params;
@@ -210,16 +205,18 @@ int Run(int argc, char** argv) {
     options.log = &std::cerr;
     auto report = quantmt::compress::QuantizeModelDirectory(model_dir, output_dir, options,
                                                             CommandLine(argc, argv));
-    if (!report.ok()) return Fail(std::string(report.status().message()));
+    if (!report.ok()) return Fail(kError, std::string(report.status().message()));
     std::cout << "wrote " << output_dir << "\n" << quantmt::compress::FormatReport(*report);
     return 0;
   }
-  if (const std::string problem = finetune_flags.Finish(); !problem.empty()) return Fail(problem);
+  if (const std::string problem = finetune_flags.Finish(); !problem.empty()) {
+    return Fail(kError, problem);
+  }
   if (t.train_source_files.size() != t.train_target_files.size()) {
-    return Fail("--train_src and --train_tgt need the same number of files");
+    return Fail(kError, "--train_src and --train_tgt need the same number of files");
   }
   if (t.average_last < 1 || t.average_last > t.keep_checkpoints) {
-    return Fail("--average_last must be in [1, --keep_checkpoints]");
+    return Fail(kError, "--average_last must be in [1, --keep_checkpoints]");
   }
   t.amp = amp == "bf16"   ? quantmt::train::AmpMode::kBFloat16
           : amp == "fp16" ? quantmt::train::AmpMode::kFloat16
@@ -228,17 +225,11 @@ int Run(int argc, char** argv) {
   tune.float_dtype = finetune_flags.FloatDtype();
   tune.trainer.command_line = CommandLine(argc, argv);
   auto final_dir = quantmt::compress::RunDaqFinetune(tune);
-  if (!final_dir.ok()) return Fail(std::string(final_dir.status().message()));
+  if (!final_dir.ok()) return Fail(kError, std::string(final_dir.status().message()));
   std::cout << "DAQ model: " << *final_dir << "\n";
   return 0;
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return Run(argc, argv);
-  } catch (const std::exception& e) {
-    return Fail(e.what());
-  }
-}
+int main(int argc, char** argv) { return quantmt::cli::RunGuarded(kError, Run, argc, argv); }

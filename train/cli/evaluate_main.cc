@@ -7,52 +7,24 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "eval/bleu.h"
 #include "eval/chrf.h"
+#include "eval/test_sets.h"
 #include "quantmt/engine/translator.h"
+#include "train/cli/cli_common.h"
 
 namespace {
 
-namespace fs = std::filesystem;
+using quantmt::cli::Fail;
+constexpr char kError[] = "quantmt-evaluate: ";
 
-struct TestSet {
-  std::string domain, name, source, reference;
-};
-
-std::vector<std::string> ReadLines(const std::string& path, size_t limit) {
-  std::vector<std::string> lines;
-  std::ifstream in(path);
-  for (std::string line; (limit == 0 || lines.size() < limit) && std::getline(in, line);) {
-    lines.push_back(line);
-  }
-  return lines;
-}
-
-std::vector<TestSet> FindTestSets(const std::string& data_dir, const std::string& src,
-                                  const std::string& tgt) {
-  std::vector<TestSet> sets;
-  std::error_code error;
-  for (const auto& domain : fs::directory_iterator(data_dir, error)) {
-    if (!domain.is_directory()) continue;
-    for (const auto& file : fs::directory_iterator(domain.path(), error)) {
-      const std::string name = file.path().filename().string();
-      if (name.rfind("test", 0) != 0 || file.path().extension() != "." + src) continue;
-      fs::path reference = file.path();
-      reference.replace_extension(tgt);
-      if (!fs::exists(reference)) continue;
-      sets.push_back({domain.path().filename().string(), file.path().stem().string(),
-                      file.path().string(), reference.string()});
-    }
-  }
-  std::sort(sets.begin(), sets.end(), [](const TestSet& a, const TestSet& b) {
-    return std::tie(a.domain, a.name) < std::tie(b.domain, b.name);
-  });
-  return sets;
+// A file that cannot be read counts as empty: its set is skipped, not fatal.
+std::vector<std::string> ReadLinesOrNone(const std::string& path, size_t limit) {
+  return quantmt::eval::ReadLines(path, limit).value_or(std::vector<std::string>());
 }
 
 // Translates in chunks. A chunk the engine refuses (a sentence over the
@@ -105,34 +77,35 @@ int main(int argc, char** argv) {
   app.add_option("--src", source_language, "Source file extension (default: the model's)");
   app.add_option("--tgt", target_language, "Target file extension (default: the model's)");
   app.add_option("--beam_size", options.beam_size)->capture_default_str();
-  app.add_option("--batch_size", options.max_batch_size)->capture_default_str();
+  int batch_size = 64;
+  app.add_option("--batch_size", batch_size, "Sentences decoded together per replica")
+      ->capture_default_str();
   app.add_option("--max_lines", max_lines, "Lines per test set (0: all)")->capture_default_str();
-  app.add_option("--threads", threads, "CPU threads (0: all cores)")->capture_default_str();
+  app.add_option("--threads", threads,
+                 "CPU cores to use, one single-thread replica each as in the server (0: all)")
+      ->capture_default_str();
   app.add_option("--device", device)->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   bool cuda_graphs = true;
   app.add_option("--cuda_graphs", cuda_graphs,
-                 "With --device cuda, greedy search runs on CUDA graphs (false: op by op, for "
-                 "comparison; beam search is op by op either way)")
+                 "With --device cuda, decoding steps run on CUDA graphs (false: op by op, for "
+                 "comparison)")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  quantmt::RuntimeOptions translator_options;
-  translator_options.num_threads = threads;
-  translator_options.device =
-      device == "cuda" ? quantmt::DeviceKind::kCuda : quantmt::DeviceKind::kCpu;
-  translator_options.cuda_graphs = cuda_graphs;
-  auto translator = quantmt::Translator::Create(model_dir, translator_options);
-  if (!translator.ok()) {
-    std::cerr << "quantmt-evaluate: " << translator.status().message() << "\n";
-    return 1;
-  }
+  quantmt::ModelSpec spec;
+  spec.model_dir = model_dir;
+  spec.runtime.device = device == "cuda" ? quantmt::DeviceKind::kCuda : quantmt::DeviceKind::kCpu;
+  spec.runtime.cuda_graphs = cuda_graphs;
+  if (threads > 0 && device == "cpu") spec.replicas = threads;
+  spec.scheduler.max_batch_sentences = batch_size;
+  auto translator = quantmt::Translator::Create(spec);
+  if (!translator.ok()) return Fail(kError, std::string(translator.status().message()));
   if (source_language.empty()) source_language = (*translator)->info().source_language;
   if (target_language.empty()) target_language = (*translator)->info().target_language;
-  const auto sets = FindTestSets(data_dir, source_language, target_language);
+  const auto sets = quantmt::eval::FindTestSets(data_dir, source_language, target_language);
   if (sets.empty()) {
-    std::cerr << "quantmt-evaluate: no test*." << source_language << " / test*." << target_language
-              << " pairs under " << data_dir << "\n";
-    return 1;
+    return Fail(kError, "no test*." + source_language + " / test*." + target_language +
+                            " pairs under " + data_dir);
   }
 
   nlohmann::json report = {{"model_dir", model_dir},
@@ -143,9 +116,9 @@ int main(int argc, char** argv) {
   std::printf("%-10s %-18s %7s %8s %8s %10s %8s\n", "domain", "test set", "lines", "BLEU", "chrF",
               "tokens/s", "refused");
   for (size_t i = 0; i < sets.size(); ++i) {
-    const TestSet& set = sets[i];
-    const auto sources = ReadLines(set.source, max_lines);
-    const auto references = ReadLines(set.reference, max_lines);
+    const quantmt::eval::TestSetFiles& set = sets[i];
+    const auto sources = ReadLinesOrNone(set.source_path, max_lines);
+    const auto references = ReadLinesOrNone(set.reference_path, max_lines);
     if (sources.size() != references.size() || sources.empty()) {
       std::cerr << "skipping " << set.domain << "/" << set.name << ": line counts differ\n";
       continue;
@@ -186,10 +159,7 @@ int main(int argc, char** argv) {
   if (!json_path.empty()) {
     std::ofstream out(json_path);
     out << report.dump(2) << "\n";
-    if (!out) {
-      std::cerr << "quantmt-evaluate: cannot write " << json_path << "\n";
-      return 1;
-    }
+    if (!out) return Fail(kError, "cannot write " + json_path);
   }
   return 0;
 }

@@ -8,6 +8,14 @@
 #include <iostream>
 
 #include "model/model_io.h"
+#include "train/cli/cli_common.h"
+
+namespace {
+
+using quantmt::cli::Fail;
+constexpr char kError[] = "error: ";
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Write a quantmt model directory with random weights"};
@@ -59,28 +67,20 @@ int main(int argc, char** argv) {
   config.weights_dtype = dtype;
   config.provenance_json = R"({"producer": "quantmt-init-model", "weights": "random"})";
   if (auto status = quantmt::ValidateModelConfig(config, "flags"); !status.ok()) {
-    std::cerr << "error: " << status.message() << "\n";
-    return 1;
+    return Fail(kError, std::string(status.message()));
   }
 
   torch::manual_seed(seed);
   auto model = quantmt::Transformer::Create(config);
-  if (!model.ok()) {
-    std::cerr << "error: " << model.status().message() << "\n";
-    return 1;
-  }
+  if (!model.ok()) return Fail(kError, std::string(model.status().message()));
   if (auto status = quantmt::SaveModelDirectory(output_dir, config, **model); !status.ok()) {
-    std::cerr << "error: " << status.message() << "\n";
-    return 1;
+    return Fail(kError, std::string(status.message()));
   }
   if (!tokenizer.empty()) {
     std::error_code error;
     std::filesystem::copy_file(tokenizer, std::filesystem::path(output_dir) / "spm.model",
                                std::filesystem::copy_options::overwrite_existing, error);
-    if (error) {
-      std::cerr << "error: cannot copy " << tokenizer << ": " << error.message() << "\n";
-      return 1;
-    }
+    if (error) return Fail(kError, "cannot copy " + tokenizer + ": " + error.message());
   }
   int64_t parameters = 0;
   for (const auto& p : (*model)->parameters()) parameters += p.numel();

@@ -10,20 +10,17 @@
 // lines. Progress lines go to stderr; the result is OUTPUT_DIR/final, with
 // its dev BLEU measured on the int8 model. Errors: a message and exit code 1.
 #include <CLI/CLI.hpp>
-#include <cstdio>
-#include <exception>
 #include <string>
 
+#include "train/cli/cli_common.h"
 #include "train/cli/trainer_flags.h"
 #include "train/common/trainer.h"
 #include "train/compress/qat.h"
 
 namespace {
 
-int Fail(const std::string& message) {
-  std::fprintf(stderr, "quantmt-qat: error: %s\n", message.c_str());
-  return 1;
-}
+using quantmt::cli::Fail;
+constexpr char kError[] = "quantmt-qat: error: ";
 
 int Run(int argc, char** argv) {
   quantmt::train::TrainerOptions o;
@@ -57,37 +54,21 @@ int Run(int argc, char** argv) {
   app.add_option("--calibration_lines", qat.calibration_lines,
                  "Training pairs the calibration batches come from, spread over the files")
       ->capture_default_str();
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    // --help prints and succeeds; every usage error exits 1, not CLI11's codes.
-    return app.exit(e) == 0 ? 0 : 1;
-  }
+  if (int exit_code = 0; !quantmt::cli::ParseFlags(app, argc, argv, &exit_code)) return exit_code;
   if (const std::string problem = quantmt::train::CheckTrainerFlags(o, values); !problem.empty()) {
-    return Fail(problem);
+    return Fail(kError, problem);
   }
   quantmt::train::ApplyTrainerFlags(values, argc, argv, &o);
   if (auto status = quantmt::train::ConfigureQat(qat, &o); !status.ok()) {
-    return Fail(std::string(status.message()));
+    return Fail(kError, std::string(status.message()));
   }
 
-  auto trainer = quantmt::train::Trainer::Create(o);
-  if (!trainer.ok()) return Fail(std::string(trainer.status().message()));
-  auto summary = (*trainer)->Train();
-  if (!summary.ok()) return Fail(std::string(summary.status().message()));
-  auto final_dir = (*trainer)->Export();
-  if (!final_dir.ok()) return Fail(std::string(final_dir.status().message()));
+  if (auto status = quantmt::train::TrainAndExport(o); !status.ok()) {
+    return Fail(kError, std::string(status.message()));
+  }
   return 0;
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  // Whatever escapes (file system errors, allocation failures) becomes a
-  // message and exit code 1, never an abort.
-  try {
-    return Run(argc, argv);
-  } catch (const std::exception& e) {
-    return Fail(e.what());
-  }
-}
+int main(int argc, char** argv) { return quantmt::cli::RunGuarded(kError, Run, argc, argv); }

@@ -14,6 +14,7 @@
 
 #include "model/int8_convert.h"
 #include "model/model_io.h"
+#include "train/cli/cli_common.h"
 
 namespace fs = std::filesystem;
 
@@ -26,10 +27,8 @@ std::string UtcNow() {
   return text;
 }
 
-int Fail(const std::string& message) {
-  std::cerr << "error: " << message << "\n";
-  return 1;
-}
+using quantmt::cli::Fail;
+constexpr char kError[] = "error: ";
 
 }  // namespace
 
@@ -45,11 +44,11 @@ int main(int argc, char** argv) {
                "Keep an untied output projection in floating point");
   CLI11_PARSE(app, argc, argv);
   if (fs::exists(output_dir) && fs::equivalent(model_dir, output_dir)) {
-    return Fail("--output must differ from --model");
+    return Fail(kError, "--output must differ from --model");
   }
 
   auto float_model = quantmt::LoadTransformer(model_dir);
-  if (!float_model.ok()) return Fail(std::string(float_model.status().message()));
+  if (!float_model.ok()) return Fail(kError, std::string(float_model.status().message()));
   const quantmt::ModelConfig& source_config = (*float_model)->config();
 
   quantmt::QuantizationConfig quantization;
@@ -66,18 +65,18 @@ int main(int argc, char** argv) {
                   << std::flush;
       });
   std::cerr << "\n";
-  if (!quantized.ok()) return Fail(std::string(quantized.status().message()));
+  if (!quantized.ok()) return Fail(kError, std::string(quantized.status().message()));
 
   quantmt::ModelConfig config = source_config;
   config.quantization = quantization;
   if (auto status = quantmt::SaveModelDirectory(output_dir, config, **quantized); !status.ok()) {
-    return Fail(std::string(status.message()));
+    return Fail(kError, std::string(status.message()));
   }
   for (const std::string& file : {source_config.source_tokenizer, source_config.target_tokenizer}) {
     std::error_code error;
     fs::copy_file(fs::path(model_dir) / file, fs::path(output_dir) / file,
                   fs::copy_options::overwrite_existing, error);
-    if (error) return Fail("cannot copy " + file + ": " + error.message());
+    if (error) return Fail(kError, "cannot copy " + file + ": " + error.message());
   }
 
   const auto before = fs::file_size(fs::path(model_dir) / source_config.weights_file);

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "quantmt/engine/tokenizer.h"
+#include "train/cli/cli_common.h"
 
 namespace {
 
@@ -44,10 +45,8 @@ struct Flags {
   bool quiet = false;
 };
 
-int Fail(const std::string& message) {
-  std::fprintf(stderr, "quantmt-spm-train: error: %s\n", message.c_str());
-  return 1;
-}
+using quantmt::cli::Fail;
+constexpr char kError[] = "quantmt-spm-train: error: ";
 
 // Checks what SentencePiece would otherwise report late or obscurely.
 std::string ValidateFlags(const Flags& f) {
@@ -107,18 +106,12 @@ int main(int argc, char** argv) {
   app.add_option("--seed", f.seed, "Random seed, for reproducible sampling")->capture_default_str();
   app.add_option("--threads", f.threads, "Training threads (0: all cores)")->capture_default_str();
   app.add_flag("--quiet", f.quiet, "Only warnings and errors from SentencePiece");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    // --help prints and succeeds; every usage error exits 1, not CLI11's codes.
-    const int rc = app.exit(e);
-    return rc == 0 ? 0 : 1;
-  }
+  if (int exit_code = 0; !quantmt::cli::ParseFlags(app, argc, argv, &exit_code)) return exit_code;
 
-  if (const std::string problem = ValidateFlags(f); !problem.empty()) return Fail(problem);
+  if (const std::string problem = ValidateFlags(f); !problem.empty()) return Fail(kError, problem);
   std::error_code ec;
   fs::create_directories(f.model_dir, ec);
-  if (ec) return Fail("cannot create --model_dir '" + f.model_dir + "': " + ec.message());
+  if (ec) return Fail(kError, "cannot create --model_dir '" + f.model_dir + "': " + ec.message());
 
   int threads = f.threads;
   if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -149,17 +142,17 @@ int main(int argc, char** argv) {
   const auto status = sentencepiece::SentencePieceTrainer::Train(args);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (!status.ok()) return Fail(std::string("training failed: ") + status.message());
+  if (!status.ok()) return Fail(kError, std::string("training failed: ") + status.message());
 
   // Load what was written, through the engine's own loader, so a model that
   // the engine would refuse is caught here.
   const std::string model_path = model_prefix + ".model";
   std::string error;
   const auto tokenizer = quantmt::Tokenizer::Load(model_path, &error);
-  if (tokenizer == nullptr) return Fail("trained model does not load: " + error);
+  if (tokenizer == nullptr) return Fail(kError, "trained model does not load: " + error);
   if (tokenizer->pad_id() != 0 || tokenizer->unk_id() != 1 || tokenizer->bos_id() != 2 ||
       tokenizer->eos_id() != 3) {
-    return Fail("trained model has unexpected special ids");
+    return Fail(kError, "trained model has unexpected special ids");
   }
 
   std::printf("quantmt-spm-train: done in %.1f s\n", seconds);

@@ -11,13 +11,12 @@
 #include <torch/torch.h>
 
 #include <CLI/CLI.hpp>
-#include <cstdio>
-#include <exception>
 #include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
 
+#include "train/cli/cli_common.h"
 #include "train/cli/trainer_flags.h"
 #include "train/common/trainer.h"
 
@@ -31,10 +30,8 @@ struct Architecture {
   std::string source_language, target_language;
 };
 
-int Fail(const std::string& message) {
-  std::fprintf(stderr, "quantmt-train: error: %s\n", message.c_str());
-  return 1;
-}
+using quantmt::cli::Fail;
+constexpr char kError[] = "quantmt-train: error: ";
 
 // "train.de" -> "de": the language code, when the files are named that way.
 std::string LanguageOf(const std::string& path) {
@@ -86,15 +83,10 @@ int Run(int argc, char** argv) {
   app.add_option("--src_lang", a.source_language, "Source language code (default: file suffix)");
   app.add_option("--tgt_lang", a.target_language, "Target language code (default: file suffix)");
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    // --help prints and succeeds; every usage error exits 1, not CLI11's codes.
-    return app.exit(e) == 0 ? 0 : 1;
-  }
+  if (int exit_code = 0; !quantmt::cli::ParseFlags(app, argc, argv, &exit_code)) return exit_code;
   for (const std::string& problem :
        {quantmt::train::CheckTrainerFlags(o, values), CheckArchitecture(a)}) {
-    if (!problem.empty()) return Fail(problem);
+    if (!problem.empty()) return Fail(kError, problem);
   }
   quantmt::train::ApplyTrainerFlags(values, argc, argv, &o);
 
@@ -118,23 +110,12 @@ int Run(int argc, char** argv) {
   if (!source_language.empty()) config.source_language = source_language;
   if (!target_language.empty()) config.target_language = target_language;
 
-  auto trainer = quantmt::train::Trainer::Create(o);
-  if (!trainer.ok()) return Fail(std::string(trainer.status().message()));
-  auto summary = (*trainer)->Train();
-  if (!summary.ok()) return Fail(std::string(summary.status().message()));
-  auto final_dir = (*trainer)->Export();
-  if (!final_dir.ok()) return Fail(std::string(final_dir.status().message()));
+  if (auto status = quantmt::train::TrainAndExport(o); !status.ok()) {
+    return Fail(kError, std::string(status.message()));
+  }
   return 0;
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  // Whatever escapes (file system errors, allocation failures) becomes a
-  // message and exit code 1, never an abort.
-  try {
-    return Run(argc, argv);
-  } catch (const std::exception& e) {
-    return Fail(e.what());
-  }
-}
+int main(int argc, char** argv) { return quantmt::cli::RunGuarded(kError, Run, argc, argv); }

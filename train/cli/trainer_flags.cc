@@ -118,4 +118,10 @@ std::string CommandLine(int argc, char** argv) {
   return line;
 }
 
+absl::Status TrainAndExport(const TrainerOptions& options) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer, Trainer::Create(options));
+  RETURN_IF_ERROR(trainer->Train().status());
+  return trainer->Export().status();
+}
+
 }  // namespace quantmt::train

@@ -1,6 +1,6 @@
-// Flags shared by the tools built on the Trainer (quantmt-train,
-// quantmt-qat): data, optimization, device and checkpoint options, their
-// range checks, and the command line recorded in the provenance.
+// What the tools built on the Trainer (quantmt-train, quantmt-qat) share:
+// data, optimization, device and checkpoint flags, their range checks, the
+// command line recorded in the provenance, and the run itself.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -30,5 +30,9 @@ void ApplyTrainerFlags(const TrainerFlagValues& values, int argc, char** argv,
 
 // The command line as a shell would take it back, for the provenance.
 std::string CommandLine(int argc, char** argv);
+
+// Creates the trainer, trains, and exports OUTPUT_DIR/final: all that is
+// left to a tool once its options are set.
+absl::Status TrainAndExport(const TrainerOptions& options);
 
 }  // namespace quantmt::train

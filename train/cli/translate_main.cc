@@ -9,21 +9,20 @@
 
 #include "quantmt/engine/translator.h"
 #include "tokenizer/utf8.h"
+#include "train/cli/cli_common.h"
 
 namespace {
 
 struct Flags {
   std::string model_dir = "models/default";
   std::string input, output, device = "cpu", compute_type = "auto";
-  int threads = 0, chunk_lines = 256;
+  int threads = 0, chunk_lines = 256, batch_size = 64;
   bool with_scores = false, quiet = false;
   quantmt::TranslationOptions translation;
 };
 
-int Fail(const std::string& message) {
-  std::cerr << "quantmt-translate: " << message << "\n";
-  return 1;
-}
+using quantmt::cli::Fail;
+constexpr char kError[] = "quantmt-translate: ";
 
 }  // namespace
 
@@ -38,7 +37,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--compute_type", flags.compute_type, "auto, float32, float16, bfloat16")
       ->capture_default_str();
-  app.add_option("--threads", flags.threads, "CPU threads (0: all cores)")->capture_default_str();
+  app.add_option("--threads", flags.threads,
+                 "CPU cores to use, one single-thread replica each as in the server (0: all)")
+      ->capture_default_str();
   app.add_option("--beam_size", flags.translation.beam_size)->capture_default_str();
   app.add_option("--num_hypotheses,--nbest", flags.translation.num_hypotheses,
                  "Hypotheses per sentence (--nbest: the same, its former name)")
@@ -50,29 +51,32 @@ int main(int argc, char** argv) {
   app.add_option("--max_input_length", flags.translation.max_input_length,
                  "Max source tokens (0: the model's limit)")
       ->capture_default_str();
-  app.add_option("--batch_size", flags.translation.max_batch_size, "Sentences per batch")
+  app.add_option("--batch_size", flags.batch_size, "Sentences decoded together per replica")
       ->capture_default_str();
   app.add_flag("--scores", flags.with_scores, "Print 'score<TAB>translation'");
   app.add_flag("-q,--quiet", flags.quiet, "No progress on stderr");
   CLI11_PARSE(app, argc, argv);
 
-  quantmt::RuntimeOptions options;
-  options.device = flags.device == "cuda" ? quantmt::DeviceKind::kCuda : quantmt::DeviceKind::kCpu;
-  options.num_threads = flags.threads;
-  options.compute_type = flags.compute_type;
-  auto translator = quantmt::Translator::Create(flags.model_dir, options);
-  if (!translator.ok()) return Fail(std::string(translator.status().message()));
+  quantmt::ModelSpec spec;
+  spec.model_dir = flags.model_dir;
+  spec.runtime.device =
+      flags.device == "cuda" ? quantmt::DeviceKind::kCuda : quantmt::DeviceKind::kCpu;
+  spec.runtime.compute_type = flags.compute_type;
+  if (flags.threads > 0 && flags.device == "cpu") spec.replicas = flags.threads;
+  spec.scheduler.max_batch_sentences = flags.batch_size;
+  auto translator = quantmt::Translator::Create(spec);
+  if (!translator.ok()) return Fail(kError, std::string(translator.status().message()));
 
   std::ifstream input_file;
   if (!flags.input.empty()) {
     input_file.open(flags.input);
-    if (!input_file) return Fail("cannot open " + flags.input);
+    if (!input_file) return Fail(kError, "cannot open " + flags.input);
   }
   std::istream& in = flags.input.empty() ? std::cin : input_file;
   std::ofstream output_file;
   if (!flags.output.empty()) {
     output_file.open(flags.output, std::ios::trunc);
-    if (!output_file) return Fail("cannot write " + flags.output);
+    if (!output_file) return Fail(kError, "cannot write " + flags.output);
   }
   std::ostream& out = flags.output.empty() ? std::cout : output_file;
   // Progress only when reading a file: on a terminal pipe it would interleave.
@@ -87,15 +91,16 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < chunk.size(); ++i) {
       size_t bad = 0;
       if (!quantmt::IsValidUtf8(chunk[i], &bad)) {
-        Fail("input line " + std::to_string(lines + i + 1) + ": invalid UTF-8 at byte " +
-             std::to_string(bad));
+        Fail(kError, "input line " + std::to_string(lines + i + 1) + ": invalid UTF-8 at byte " +
+                         std::to_string(bad));
         return false;
       }
     }
     auto results = (*translator)->Translate(chunk, flags.translation);
     if (!results.ok()) {
-      Fail("input lines " + std::to_string(lines + 1) + "-" + std::to_string(lines + chunk.size()) +
-           ": " + std::string(results.status().message()));
+      Fail(kError, "input lines " + std::to_string(lines + 1) + "-" +
+                       std::to_string(lines + chunk.size()) + ": " +
+                       std::string(results.status().message()));
       return false;
     }
     for (const auto& result : *results) {
@@ -124,5 +129,5 @@ int main(int argc, char** argv) {
   }
   if (!flush()) return 1;
   if (progress) std::cerr << "\n";
-  return out ? 0 : Fail("write error");
+  return out ? 0 : Fail(kError, "write error");
 }

@@ -30,7 +30,7 @@
 
 #include "absl/time/time.h"
 #include "quantmt/engine/status.h"
-#include "quantmt/engine/translator.h"
+#include "quantmt/engine/translation.h"
 
 namespace quantmt {
 
@@ -117,7 +117,7 @@ struct TranslationRequest {
   // Results then carry token ids, and text only if the model has a
   // tokenizer. For tests, benchmarks and clients that tokenize themselves.
   std::vector<std::vector<int>> source_ids;
-  TranslationOptions options;  // max_batch_size is ignored: the scheduler batches
+  TranslationOptions options;
   absl::Time deadline = absl::InfiniteFuture();
   std::shared_ptr<CancellationToken> cancellation;  // optional
   // Optional; called on an engine thread, never concurrently for one request.

@@ -1,9 +1,10 @@
-// The CUDA graph decoder gives GreedySearch's results: on small random models
-// against the eager path on the same GPU, and on the shipped default model
-// over real sentences against CPU float32 and eager CUDA float16, where every
-// difference must start at a near-tie. The GPU tests skip without a GPU (the
-// default-model ones also without QUANTMT_DATA_DIR).
-#include "decoding/cuda_graph_decoder.h"
+// On the shipped default model over real sentences, the CUDA graph decoder
+// gives GreedySearch's results (against CPU float32 and eager CUDA, float32
+// and float16, where every difference must start at a near-tie), and the
+// Translator on a GPU gives the CPU's translations. (Small random models,
+// sentences joining and leaving: cuda_batch_decoder_test.cc.) Skips without
+// a GPU or without QUANTMT_DATA_DIR.
+#include <torch/torch.h>
 
 #include <gtest/gtest.h>
 
@@ -13,6 +14,8 @@
 #include <iostream>
 #include <random>
 
+#include "decoding/cuda_batch_decoder.h"
+#include "decoding/search.h"
 #include "model/model_io.h"
 #include "quantmt/engine/tokenizer.h"
 #include "quantmt/engine/translator.h"
@@ -20,135 +23,6 @@
 
 namespace quantmt {
 namespace {
-
-std::vector<std::vector<int64_t>> RandomSources(int count, const ModelConfig& config,
-                                                uint32_t seed) {
-  std::mt19937 random(seed);
-  std::vector<std::vector<int64_t>> sources(count);
-  for (int i = 0; i < count; ++i) {
-    const int length = 1 + static_cast<int>(random() % 20);
-    for (int j = 0; j < length; ++j) {
-      sources[i].push_back(4 + static_cast<int64_t>(random() % (config.source_vocab_size - 4)));
-    }
-    sources[i].push_back(config.eos_id);
-  }
-  return sources;
-}
-
-TEST(CudaGraphDecoderTest, RefusesModelsItCannotRun) {
-  auto model = testing::TinyModel(testing::TinyConfig());
-  auto on_cpu = CudaGraphDecoder::Create(*model);
-  ASSERT_FALSE(on_cpu.ok());
-  if (absl::IsUnimplemented(on_cpu.status())) {
-    EXPECT_NE(on_cpu.status().message().find("CUDA"), std::string::npos);
-    GTEST_SKIP() << "built without CUDA: " << on_cpu.status();
-  }
-  EXPECT_TRUE(absl::IsFailedPrecondition(on_cpu.status())) << on_cpu.status();
-  EXPECT_NE(on_cpu.status().message().find("CUDA device"), std::string::npos) << on_cpu.status();
-  model->train();
-  auto training = CudaGraphDecoder::Create(*model);
-  ASSERT_FALSE(training.ok());
-  EXPECT_NE(training.status().message().find("eval"), std::string::npos) << training.status();
-}
-
-void ExpectSameResults(const SearchResults& expected, const SearchResults& actual, double tolerance,
-                       const std::string& what) {
-  ASSERT_EQ(expected.size(), actual.size()) << what;
-  for (size_t i = 0; i < expected.size(); ++i) {
-    ASSERT_EQ(expected[i].size(), 1u) << what;
-    ASSERT_EQ(actual[i].size(), 1u) << what;
-    const SearchHypothesis& e = expected[i][0];
-    const SearchHypothesis& a = actual[i][0];
-    EXPECT_EQ(e.tokens, a.tokens) << what << ", sentence " << i;
-    EXPECT_EQ(e.finished, a.finished) << what << ", sentence " << i;
-    EXPECT_NEAR(e.log_prob, a.log_prob, tolerance) << what << ", sentence " << i;
-    EXPECT_NEAR(e.score, a.score, tolerance) << what << ", sentence " << i;
-  }
-}
-
-TEST(CudaGraphDecoderTest, MatchesEagerGreedyOnTinyModels) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  torch::NoGradGuard no_grad;
-  const std::vector<ModelConfig> configs = testing::VariedTinyConfigs();
-  for (size_t c = 0; c < configs.size(); ++c) {
-    auto model = testing::TinyModel(configs[c], 11 + c);
-    model->to(torch::kCUDA);
-    const auto sources = RandomSources(7, configs[c], 5 + c);
-    SearchOptions options;
-    options.max_length = 12;
-    options.min_length = 2;
-    options.length_penalty = 0.6f;
-    const SearchResults expected = GreedySearch(*model, sources, options, torch::kCUDA);
-    for (bool graphs : {true, false}) {
-      CudaGraphDecoderOptions decoder_options;
-      decoder_options.capture_graphs = graphs;
-      decoder_options.max_rows = 4;  // 7 sentences: slices of 4 and 3 rows
-      auto decoder = CudaGraphDecoder::Create(*model, decoder_options);
-      ASSERT_TRUE(decoder.ok()) << decoder.status();
-      const std::string what = "config " + std::to_string(c) + (graphs ? ", graphs" : ", op by op");
-      auto first = (*decoder)->GreedySearch(sources, options);
-      ASSERT_TRUE(first.ok()) << first.status();
-      ExpectSameResults(expected, *first, 1e-4, what);
-      // Replayed graphs (and reused buffers) give the first call's results.
-      auto second = (*decoder)->GreedySearch(sources, options);
-      ASSERT_TRUE(second.ok()) << second.status();
-      ExpectSameResults(*first, *second, 0.0, what + ", second call");
-    }
-  }
-}
-
-TEST(CudaGraphDecoderTest, EvictedBucketsAreCapturedAgain) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  torch::NoGradGuard no_grad;
-  auto model = testing::TinyModel(testing::TinyConfig(), 13);
-  model->to(torch::kCUDA);
-  CudaGraphDecoderOptions decoder_options;
-  decoder_options.max_buckets = 1;  // every new shape drops the last one's graphs
-  auto decoder = CudaGraphDecoder::Create(*model, decoder_options);
-  ASSERT_TRUE(decoder.ok()) << decoder.status();
-  SearchOptions options;
-  options.max_length = 10;
-  const auto few = RandomSources(2, model->config(), 1);
-  const auto many = RandomSources(9, model->config(), 2);
-  for (const auto* sources : {&few, &many, &few}) {
-    auto results = (*decoder)->GreedySearch(*sources, options);
-    ASSERT_TRUE(results.ok()) << results.status();
-    ExpectSameResults(GreedySearch(*model, *sources, options, torch::kCUDA), *results, 1e-4,
-                      std::to_string(sources->size()) + " sentences");
-  }
-}
-
-TEST(CudaGraphDecoderTest, RejectsBadInputs) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  auto model = testing::TinyModel(testing::TinyConfig());
-  model->to(torch::kCUDA);
-  auto decoder = CudaGraphDecoder::Create(*model);
-  ASSERT_TRUE(decoder.ok()) << decoder.status();
-  const SearchOptions options;  // max_length 256 > the tiny model's 64 positions
-  SearchOptions short_options;
-  short_options.max_length = 10;
-  struct Case {
-    std::vector<std::vector<int64_t>> sources;
-    SearchOptions options;
-    std::string message;
-  };
-  const std::vector<Case> cases = {
-      {{{5, 3}, {}}, short_options, "source 1 is empty"},
-      {{{5, 50, 3}}, short_options, "outside the vocabulary"},
-      {{{-1, 3}}, short_options, "outside the vocabulary"},
-      {{std::vector<int64_t>(65, 5)}, short_options, "at most 64"},
-      {{{5, 3}}, options, "max_length 256"},
-  };
-  for (const Case& c : cases) {
-    auto results = (*decoder)->GreedySearch(c.sources, c.options);
-    ASSERT_FALSE(results.ok()) << c.message;
-    EXPECT_TRUE(absl::IsInvalidArgument(results.status())) << results.status();
-    EXPECT_NE(results.status().message().find(c.message), std::string::npos) << results.status();
-  }
-  auto empty = (*decoder)->GreedySearch({}, short_options);
-  ASSERT_TRUE(empty.ok()) << empty.status();
-  EXPECT_TRUE(empty->empty());
-}
 
 std::vector<std::string> ReadLines(const std::string& path, size_t limit) {
   std::vector<std::string> lines;
@@ -215,7 +89,23 @@ std::string DefaultModelDir() {
   return std::string(source_dir ? source_dir : ".") + "/models/default";
 }
 
-TEST(CudaGraphDecoderTest, DefaultModelMatchesCpuAndEagerCuda) {
+// Every source through `decoder` at once, stepped until all have finished;
+// n-best lists in input order.
+SearchResults DecodeAll(BatchDecoder& decoder, const std::vector<std::vector<int64_t>>& sources,
+                        const SearchOptions& options) {
+  std::vector<DecodeInput> inputs;
+  for (size_t i = 0; i < sources.size(); ++i) {
+    inputs.push_back({static_cast<int64_t>(i), sources[i], options});
+  }
+  decoder.Add(inputs);
+  SearchResults results(sources.size());
+  while (!decoder.empty()) {
+    for (DecodeOutput& output : decoder.Step()) results[output.id] = std::move(output.hypotheses);
+  }
+  return results;
+}
+
+TEST(CudaParityTest, DefaultModelMatchesCpuAndEagerCuda) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   const auto lines = CaptionLines(200);
   if (lines.empty()) GTEST_SKIP() << "no captions/test.de under QUANTMT_DATA_DIR";
@@ -246,11 +136,9 @@ TEST(CudaGraphDecoderTest, DefaultModelMatchesCpuAndEagerCuda) {
     const SearchResults eager = GreedySearch(model, sources, options, cuda);
     SearchResults graphs;
     {
-      auto decoder = CudaGraphDecoder::Create(model);
+      auto decoder = CreateCudaBatchDecoder(model);
       ASSERT_TRUE(decoder.ok()) << decoder.status();
-      auto results = (*decoder)->GreedySearch(sources, options);
-      ASSERT_TRUE(results.ok()) << results.status();
-      graphs = std::move(*results);
+      graphs = DecodeAll(**decoder, sources, options);
     }
     // float32 differs from the CPU by rounding alone; float16 carries about
     // three significant digits, so its near-ties are wider.
@@ -271,9 +159,9 @@ TEST(CudaGraphDecoderTest, DefaultModelMatchesCpuAndEagerCuda) {
 namespace quantmt {
 namespace {
 
-// The Translator on a GPU decodes greedy requests with CUDA graphs: its
+// The Translator on a GPU decodes on CUDA graphs (greedy and beam): its
 // float32 translations are the CPU's.
-TEST(CudaGraphDecoderTest, TranslatorOnCudaMatchesCpu) {
+TEST(CudaParityTest, TranslatorOnCudaMatchesCpu) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   const auto lines = CaptionLines(100);
   if (lines.empty()) GTEST_SKIP() << "no captions/test.de under QUANTMT_DATA_DIR";
@@ -290,7 +178,6 @@ TEST(CudaGraphDecoderTest, TranslatorOnCudaMatchesCpu) {
     TranslationOptions options;
     options.beam_size = beam;
     options.num_hypotheses = beam > 1 ? 2 : 1;
-    options.max_batch_size = 64;  // two slices
     auto expected = (*cpu)->Translate(lines, options);
     ASSERT_TRUE(expected.ok()) << expected.status();
     auto actual = (*gpu)->Translate(lines, options);
@@ -308,7 +195,7 @@ TEST(CudaGraphDecoderTest, TranslatorOnCudaMatchesCpu) {
       }
     }
     std::cout << "Translator float32, beam " << beam
-              << ", CUDA (graphs for greedy) vs CPU: " << same << " of " << lines.size()
+              << ", CUDA graphs vs CPU: " << same << " of " << lines.size()
               << " translations identical\n";
     // Rounding differs between the two devices; a near-tie may go either way.
     EXPECT_GE(same, static_cast<int>(lines.size()) * 98 / 100) << "beam " << beam;

@@ -1,6 +1,5 @@
-// The CUDA graph decoders in a build whose LibTorch has no CUDA.
+// The CUDA graph decoder in a build whose LibTorch has no CUDA.
 #include "decoding/cuda_batch_decoder.h"
-#include "decoding/cuda_graph_decoder.h"
 
 namespace quantmt {
 namespace {
@@ -12,11 +11,6 @@ absl::Status NotInThisBuild() {
 }
 
 }  // namespace
-
-absl::StatusOr<std::unique_ptr<CudaGraphDecoder>> CudaGraphDecoder::Create(
-    Transformer& /*model*/, const CudaGraphDecoderOptions& /*options*/) {
-  return NotInThisBuild();
-}
 
 absl::StatusOr<std::unique_ptr<BatchDecoder>> CreateCudaBatchDecoder(
     Transformer& /*model*/, const CudaBatchDecoderOptions& /*options*/) {
