@@ -22,9 +22,9 @@
 #include <random>
 #include <thread>
 
-#include "eval/percentile.h"
 #include "model/int8_convert.h"
 #include "model/model_io.h"
+#include "quantmt/eval/percentile.h"
 #include "serving/engine_impl.h"
 #include "serving/loaded_model.h"
 
@@ -207,8 +207,7 @@ int main(int argc, char** argv) {
     spec.model_dir = model_dir;
     spec.replicas = replicas;
     spec.runtime.num_threads = threads;
-    spec.runtime.device =
-        device == "cuda" ? quantmt::DeviceKind::kCuda : quantmt::DeviceKind::kCpu;
+    spec.runtime.device = device == "cuda" ? quantmt::DeviceKind::kCuda : quantmt::DeviceKind::kCpu;
     spec.runtime.compute_type = compute_type;
     spec.runtime.cuda_graphs = cuda_graphs;
     spec.scheduler.continuous_batching = continuous;

@@ -10,7 +10,7 @@
 
 #include "fuzz_check.h"
 #include "quantmt/engine/tokenizer.h"
-#include "tokenizer/utf8.h"
+#include "quantmt/engine/utf8.h"
 
 namespace {
 

@@ -13,8 +13,8 @@
 #include <string>
 
 #include "fuzz_check.h"
+#include "quantmt/engine/utf8.h"
 #include "server/admission/request_validation.h"
-#include "tokenizer/utf8.h"
 
 namespace {
 

@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/load/latency_stats.h"
-#include "eval/percentile.h"
+#include "quantmt/eval/percentile.h"
 
 namespace quantmt::client {
 namespace {

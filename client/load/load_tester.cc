@@ -2,13 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <condition_variable>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <random>
 
 #include "absl/status/status.h"
+#include "quantmt/engine/mutex.h"
 #include "quantmt/v1/translation.grpc.pb.h"
 
 namespace quantmt::client {
@@ -53,23 +52,23 @@ class LoadRun {
       if (options_.mode == LoadMode::kConcurrency) {
         std::vector<std::shared_ptr<Call>> calls;
         {
-          std::lock_guard<std::mutex> lock(mutex_);
+          MutexLock lock(&mutex_);
           while (inflight_ < std::lround(level) && !CountedEnoughLocked()) {
             calls.push_back(PrepareLocked(absl::Now()));
           }
         }
         for (auto& call : calls) StartCall(std::move(call));
         // Wake when an answer frees a slot, or for progress, cancels and the end.
-        std::unique_lock<std::mutex> lock(mutex_);
+        MutexLock lock(&mutex_);
         target_inflight_ = static_cast<int>(std::lround(level));
         const absl::Time wake = std::min({now + absl::Milliseconds(20), next_progress, end});
-        answered_cv_.wait_for(lock, absl::ToChronoNanoseconds(wake - absl::Now()),
-                              [this] { return inflight_ < target_inflight_; });
+        while (inflight_ >= target_inflight_ && !answered_cv_.WaitWithDeadline(&mutex_, wake)) {
+        }
       } else {
         while (absl::Now() >= next_arrival && next_arrival < end && !CountedEnough()) {
           std::shared_ptr<Call> call;
           {
-            std::lock_guard<std::mutex> lock(mutex_);
+            MutexLock lock(&mutex_);
             if (inflight_ < options_.max_inflight) {
               call = PrepareLocked(next_arrival);
             } else if (next_arrival >= measure_start_) {
@@ -96,13 +95,13 @@ class LoadRun {
     // still cancelling those whose time comes.
     for (;;) {
       CancelDueCalls();
-      std::unique_lock<std::mutex> lock(mutex_);
-      if (answered_cv_.wait_for(lock, std::chrono::milliseconds(20),
-                                [this] { return inflight_ == 0; })) {
-        break;
+      MutexLock lock(&mutex_);
+      const absl::Time wake = absl::Now() + absl::Milliseconds(20);
+      while (inflight_ > 0 && !answered_cv_.WaitWithDeadline(&mutex_, wake)) {
       }
+      if (inflight_ == 0) break;
     }
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(&mutex_);
     result_.seconds = std::max(0.0, absl::ToDoubleSeconds(last_answer_ - measure_start_));
     std::sort(result_.latencies_ok.begin(), result_.latencies_ok.end());
     return result_;
@@ -122,24 +121,25 @@ class LoadRun {
   };
 
   bool CountedEnough() {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(&mutex_);
     return CountedEnoughLocked();
   }
-  bool CountedEnoughLocked() const {  // REQUIRES: mutex_ held
+  bool CountedEnoughLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
     return options_.total_requests > 0 && counted_sent_ >= options_.total_requests;
   }
 
-  bool Chance(double fraction) {  // REQUIRES: mutex_ held
+  bool Chance(double fraction) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
     return fraction > 0 && std::uniform_real_distribution<double>(0, 1)(draws_) < fraction;
   }
-  absl::Duration Between(absl::Duration low, absl::Duration high) {  // REQUIRES: mutex_ held
+  absl::Duration Between(absl::Duration low, absl::Duration high)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
     const double fraction = std::uniform_real_distribution<double>(0, 1)(draws_);
     return low + (high - low) * fraction;
   }
 
   // A call ready to start (counted as in flight); start it with StartCall
   // after releasing the lock, as gRPC may answer it on this thread.
-  std::shared_ptr<Call> PrepareLocked(absl::Time scheduled) {  // REQUIRES: mutex_ held
+  std::shared_ptr<Call> PrepareLocked(absl::Time scheduled) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
     auto call = std::make_shared<Call>();
     call->start = absl::Now();
     call->counted = scheduled >= measure_start_;
@@ -178,7 +178,7 @@ class LoadRun {
   void CancelDueCalls() {
     std::vector<std::shared_ptr<Call>> due;
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      MutexLock lock(&mutex_);
       const absl::Time now = absl::Now();
       while (!cancels_.empty() && cancels_.begin()->first <= now) {
         due.push_back(std::move(cancels_.begin()->second));
@@ -192,7 +192,7 @@ class LoadRun {
 
   void OnAnswer(Call* call, const grpc::Status& status) {
     const absl::Time now = absl::Now();
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(&mutex_);
     // Answered before its cancel time: it will not be cancelled.
     if (call->cancel_entry) {
       cancels_.erase(*call->cancel_entry);
@@ -225,11 +225,11 @@ class LoadRun {
     --inflight_;
     // Under the lock: once inflight_ reaches 0, Run may return and destroy
     // this object, the condition variable included.
-    answered_cv_.notify_all();
+    answered_cv_.SignalAll();
   }
 
   LoadProgress Snapshot(double level) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    MutexLock lock(&mutex_);
     LoadProgress progress;
     progress.elapsed_s = absl::ToDoubleSeconds(absl::Now() - measure_start_);
     progress.level = level;
@@ -245,21 +245,18 @@ class LoadRun {
   const LoadOptions options_;
   absl::Time measure_start_;
 
-  // std::mutex rather than absl::Mutex: ThreadSanitizer sees pthread locks,
-  // but not the locks of an Abseil built without it, as Debian's is.
-  // Everything below is guarded by mutex_.
-  std::mutex mutex_;
-  std::condition_variable answered_cv_;  // signalled on every answer
-  std::mt19937_64 draws_{54321};
-  std::multimap<absl::Time, std::shared_ptr<Call>> cancels_;
-  int target_inflight_ = 0;
-  int inflight_ = 0;
-  size_t next_input_ = 0;
-  int64_t sent_ = 0, counted_sent_ = 0;
-  int64_t answered_ = 0, ok_ = 0;
-  int64_t errors_ = 0;
-  absl::Time last_answer_ = absl::InfinitePast();
-  LoadResult result_;
+  Mutex mutex_;          // quantmt::Mutex: ThreadSanitizer sees it (mutex.h says why)
+  CondVar answered_cv_;  // signalled on every answer
+  std::mt19937_64 draws_ ABSL_GUARDED_BY(mutex_){54321};
+  std::multimap<absl::Time, std::shared_ptr<Call>> cancels_ ABSL_GUARDED_BY(mutex_);
+  int target_inflight_ ABSL_GUARDED_BY(mutex_) = 0;
+  int inflight_ ABSL_GUARDED_BY(mutex_) = 0;
+  size_t next_input_ ABSL_GUARDED_BY(mutex_) = 0;
+  int64_t sent_ ABSL_GUARDED_BY(mutex_) = 0, counted_sent_ ABSL_GUARDED_BY(mutex_) = 0;
+  int64_t answered_ ABSL_GUARDED_BY(mutex_) = 0, ok_ ABSL_GUARDED_BY(mutex_) = 0;
+  int64_t errors_ ABSL_GUARDED_BY(mutex_) = 0;
+  absl::Time last_answer_ ABSL_GUARDED_BY(mutex_) = absl::InfinitePast();
+  LoadResult result_ ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace

@@ -1,4 +1,4 @@
-#include "eval/bleu.h"
+#include "quantmt/eval/bleu.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "eval/chrf.h"
+#include "quantmt/eval/chrf.h"
 
 #include <algorithm>
 #include <cstdint>

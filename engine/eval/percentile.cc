@@ -1,4 +1,4 @@
-#include "eval/percentile.h"
+#include "quantmt/eval/percentile.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,6 +1,6 @@
 // Test-set discovery on the file system; no torch, so the server's
 // evaluation path and the command-line tool share it.
-#include "eval/test_sets.h"
+#include "quantmt/eval/test_sets.h"
 
 #include <algorithm>
 #include <filesystem>

@@ -3,7 +3,7 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
-#include "tokenizer/utf8.h"
+#include "quantmt/engine/utf8.h"
 
 namespace quantmt::eval {
 

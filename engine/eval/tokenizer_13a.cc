@@ -1,7 +1,7 @@
 #include "eval/tokenizer_13a.h"
 
 #include "eval/text_utils.h"
-#include "tokenizer/utf8.h"
+#include "quantmt/engine/utf8.h"
 
 namespace quantmt::eval {
 namespace {

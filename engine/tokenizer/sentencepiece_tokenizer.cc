@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "quantmt/engine/tokenizer.h"
-#include "tokenizer/utf8.h"
+#include "quantmt/engine/utf8.h"
 
 namespace quantmt {
 namespace {

@@ -1,4 +1,4 @@
-#include "tokenizer/utf8.h"
+#include "quantmt/engine/utf8.h"
 
 #include <cstdint>
 

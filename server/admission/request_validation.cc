@@ -4,7 +4,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
-#include "tokenizer/utf8.h"
+#include "quantmt/engine/utf8.h"
 
 namespace quantmt::server {
 

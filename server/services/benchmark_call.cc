@@ -4,7 +4,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "eval/percentile.h"
+#include "quantmt/eval/percentile.h"
 #include "server/admission/request_validation.h"
 #include "server/convert/status_conversion.h"
 #include "server/services/streaming_job.h"

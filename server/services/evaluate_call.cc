@@ -1,9 +1,9 @@
 // TranslationService.Evaluate: translates each test set through the engine
 // in chunks (progress after each) and scores it with BLEU and chrF.
 #include "absl/strings/str_cat.h"
-#include "eval/bleu.h"
-#include "eval/chrf.h"
-#include "eval/test_sets.h"
+#include "quantmt/eval/bleu.h"
+#include "quantmt/eval/chrf.h"
+#include "quantmt/eval/test_sets.h"
 #include "server/admission/request_validation.h"
 #include "server/convert/status_conversion.h"
 #include "server/services/streaming_job.h"

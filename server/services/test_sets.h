@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "eval/test_sets.h"
 #include "quantmt/engine/status.h"
+#include "quantmt/eval/test_sets.h"
 
 namespace quantmt::server {
 

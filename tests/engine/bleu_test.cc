@@ -1,6 +1,6 @@
 // BLEU on cases small enough to check by hand; sacreBLEU agreement on larger
 // text is eval_golden_test's job.
-#include "eval/bleu.h"
+#include "quantmt/eval/bleu.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // chrF on cases small enough to check by hand; sacreBLEU agreement on larger
 // text is eval_golden_test's job.
-#include "eval/chrf.h"
+#include "quantmt/eval/chrf.h"
 
 #include <gtest/gtest.h>
 

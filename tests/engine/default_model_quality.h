@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "eval/bleu.h"
 #include "quantmt/engine/translator.h"
+#include "quantmt/eval/bleu.h"
 
 namespace quantmt {
 

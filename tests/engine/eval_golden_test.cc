@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "eval/bleu.h"
-#include "eval/chrf.h"
+#include "quantmt/eval/bleu.h"
+#include "quantmt/eval/chrf.h"
 
 namespace quantmt::eval {
 namespace {

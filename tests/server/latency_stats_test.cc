@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "client/load/load_options.h"
-#include "eval/percentile.h"
+#include "quantmt/eval/percentile.h"
 
 namespace quantmt::client {
 namespace {

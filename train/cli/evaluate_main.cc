@@ -11,10 +11,10 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "eval/bleu.h"
-#include "eval/chrf.h"
-#include "eval/test_sets.h"
 #include "quantmt/engine/translator.h"
+#include "quantmt/eval/bleu.h"
+#include "quantmt/eval/chrf.h"
+#include "quantmt/eval/test_sets.h"
 #include "train/cli/cli_common.h"
 
 namespace {

@@ -8,7 +8,7 @@
 #include <iostream>
 
 #include "quantmt/engine/translator.h"
-#include "tokenizer/utf8.h"
+#include "quantmt/engine/utf8.h"
 #include "train/cli/cli_common.h"
 
 namespace {

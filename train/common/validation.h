@@ -1,7 +1,7 @@
 // What one pass over the dev set measured.
 #pragma once
 
-#include "eval/bleu.h"
+#include "quantmt/eval/bleu.h"
 
 namespace quantmt::train {
 
