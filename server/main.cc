@@ -96,8 +96,11 @@ int main(int argc, char** argv) {
                signal_number == SIGTERM ? "SIGTERM" : "SIGINT", options.shutdown_grace_s);
   const absl::Time deadline = absl::Now() + absl::Seconds(options.shutdown_grace_s);
   state.StartDraining();
-  (*server)->Shutdown(deadline - absl::Now());
+  // The engine drains first, with the gRPC server still answering: calls
+  // that arrive meanwhile are refused with UNAVAILABLE (which clients
+  // retry), where a gRPC server already shutting down would cancel them.
   engine->Shutdown(std::max(absl::ZeroDuration(), deadline - absl::Now()));
+  (*server)->Shutdown(std::max(absl::ZeroDuration(), deadline - absl::Now()));
   std::fprintf(stderr, "quantmt-server: stopped\n");
   return 0;
 }
