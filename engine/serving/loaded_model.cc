@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "model/dequantize.h"
 #include "model/model_io.h"
+#include "serving/quote_input.h"
 
 namespace quantmt {
 namespace {
@@ -15,12 +16,12 @@ absl::StatusOr<torch::ScalarType> ComputeType(const std::string& name, DeviceKin
   if (name == "float32") return torch::kFloat32;
   if (device == DeviceKind::kCpu) {
     return absl::InvalidArgumentError(
-        absl::StrCat("compute_type '", name, "' is not supported on CPU (use float32)"));
+        absl::StrCat("compute_type ", QuoteInput(name), " is not supported on CPU (use float32)"));
   }
   if (name == "float16") return torch::kFloat16;
   if (name == "bfloat16") return torch::kBFloat16;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown compute_type '", name, "' (expected auto, float32, float16 or bfloat16)"));
+  return absl::InvalidArgumentError(absl::StrCat("unknown compute_type ", QuoteInput(name),
+                                                 " (expected auto, float32, float16 or bfloat16)"));
 }
 
 absl::StatusOr<torch::Device> DeviceFor(const RuntimeOptions& options) {

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "serving/loaded_model.h"
+#include "serving/quote_input.h"
 
 namespace quantmt {
 
@@ -87,7 +88,8 @@ absl::Status ModelRepository::Unload(const std::string& name) {
   {
     MutexLock lock(&mu_);
     auto it = slots_.find(name);
-    if (it == slots_.end()) return absl::NotFoundError(absl::StrCat("no model named '", name, "'"));
+    if (it == slots_.end())
+      return absl::NotFoundError(absl::StrCat("no model named ", QuoteInput(name)));
     version = std::move(it->second.serving);
     it->second.state = ModelState::kUnloading;
   }
@@ -101,7 +103,8 @@ absl::StatusOr<std::shared_ptr<ModelVersion>> ModelRepository::Get(const std::st
   MutexLock lock(&mu_);
   if (shut_down_) return absl::UnavailableError("the engine is shutting down");
   auto it = slots_.find(name);
-  if (it == slots_.end()) return absl::NotFoundError(absl::StrCat("no model named '", name, "'"));
+  if (it == slots_.end())
+    return absl::NotFoundError(absl::StrCat("no model named ", QuoteInput(name)));
   if (it->second.serving == nullptr) {
     return absl::UnavailableError(
         absl::StrCat("model '", name, "' is ", ModelStateName(it->second.state),
@@ -137,7 +140,8 @@ std::vector<ModelStatus> ModelRepository::List() const {
 absl::StatusOr<ModelStatus> ModelRepository::Status(const std::string& name) const {
   MutexLock lock(&mu_);
   auto it = slots_.find(name);
-  if (it == slots_.end()) return absl::NotFoundError(absl::StrCat("no model named '", name, "'"));
+  if (it == slots_.end())
+    return absl::NotFoundError(absl::StrCat("no model named ", QuoteInput(name)));
   return StatusOf(name, it->second);
 }
 

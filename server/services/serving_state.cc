@@ -49,16 +49,15 @@ grpc::Status ServingState::CheckAccepting() const {
                       "the server is shutting down: retry on another instance");
 }
 
+std::string ServingState::MetricLabel(const std::string& model) const {
+  if (model.empty()) return "";
+  MutexLock lock(&mutex_);
+  return std::find(loaded_.begin(), loaded_.end(), model) != loaded_.end() ? model : "unknown";
+}
+
 void ServingState::Record(const char* rpc, const std::string& model, const grpc::Status& status,
                           absl::Time start) const {
-  // A name from the request becomes a label only if it is a model we serve:
-  // arbitrary names must not create unbounded series.
-  std::string label = model.empty() ? "" : "unknown";
-  if (!model.empty()) {
-    MutexLock lock(&mutex_);
-    if (std::find(loaded_.begin(), loaded_.end(), model) != loaded_.end()) label = model;
-  }
-  metrics_->RecordRequest(rpc, label, GrpcCodeName(status.error_code()),
+  metrics_->RecordRequest(rpc, MetricLabel(model), GrpcCodeName(status.error_code()),
                           absl::ToDoubleSeconds(absl::Now() - start));
 }
 

@@ -63,9 +63,13 @@ class ServingState {
   // UNAVAILABLE while starting or draining, else OK.
   grpc::Status CheckAccepting() const;
 
-  // Counts one answered RPC (requests_total and request_duration_seconds);
-  // `model` is labelled "unknown" unless it names a loaded model ("" stays
-  // "": the call named none).
+  // The metrics label of a model name from a request: the name when it is a
+  // loaded model, else "unknown" ("" stays "": the call named none), so that
+  // clients cannot create series at will.
+  std::string MetricLabel(const std::string& model) const;
+
+  // Counts one answered RPC (requests_total and request_duration_seconds)
+  // under MetricLabel(model).
   void Record(const char* rpc, const std::string& model, const grpc::Status& status,
               absl::Time start) const;
 

@@ -69,23 +69,27 @@ class TranslateReactor : public grpc::ServerUnaryReactor {
     engine_request.cancellation = cancellation_;
     const std::string model = validated->model;
     const bool return_scores = validated->return_scores;
-    state_->metrics().AddInflight(model, +1);
+    // The label is fixed now: +1 and -1 must meet in the same series.
+    const std::string label = state_->MetricLabel(model);
+    state_->metrics().AddInflight(label, +1);
     // `done` runs once, possibly before Translate returns; it finishes the
     // call, after which this reactor may be deleted at any time.
-    state_->engine().Translate(
-        model, std::move(engine_request), [this, model, return_scores](RequestOutcome outcome) {
-          state_->metrics().AddInflight(model, -1);
-          if (!outcome.results.ok()) return Answer(model, ToGrpcStatus(outcome.results.status()));
-          v1::TranslateResponse response;
-          response.set_model(model);
-          for (const TranslationResult& result : *outcome.results) {
-            ToProto(result, return_scores, response.add_translations());
-          }
-          bool own_buffer = false;
-          grpc::Status serialized = grpc::SerializationTraits<v1::TranslateResponse>::Serialize(
-              response, response_, &own_buffer);
-          Answer(model, serialized);
-        });
+    state_->engine().Translate(model, std::move(engine_request),
+                               [this, model, label, return_scores](RequestOutcome outcome) {
+                                 state_->metrics().AddInflight(label, -1);
+                                 if (!outcome.results.ok())
+                                   return Answer(model, ToGrpcStatus(outcome.results.status()));
+                                 v1::TranslateResponse response;
+                                 response.set_model(model);
+                                 for (const TranslationResult& result : *outcome.results) {
+                                   ToProto(result, return_scores, response.add_translations());
+                                 }
+                                 bool own_buffer = false;
+                                 grpc::Status serialized =
+                                     grpc::SerializationTraits<v1::TranslateResponse>::Serialize(
+                                         response, response_, &own_buffer);
+                                 Answer(model, serialized);
+                               });
   }
 
   void Answer(const std::string& model, const grpc::Status& status) {

@@ -138,11 +138,13 @@ class TranslateStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
     }
     const std::string model = validated->model;
     const bool return_scores = validated->return_scores;
-    state_->metrics().AddInflight(model, +1);
+    // The label is fixed now: +1 and -1 must meet in the same series.
+    const std::string label = state_->MetricLabel(model);
+    state_->metrics().AddInflight(label, +1);
     state_->engine().Translate(
         model, std::move(request),
-        [this, id, model, return_scores, start, token](RequestOutcome outcome) {
-          state_->metrics().AddInflight(model, -1);
+        [this, id, model, label, return_scores, start, token](RequestOutcome outcome) {
+          state_->metrics().AddInflight(label, -1);
           const grpc::Status status = ToGrpcStatus(outcome.results.status());
           state_->Record("TranslateStream", model, status, start);
           std::optional<grpc::Status> finish;

@@ -421,6 +421,32 @@ class RequestLimitsTest(unittest.TestCase):
         ok = translate(self.channel, [" ".join(["Hund"] * 20)] * 2, max_length=32, beam_size=2)
         self.assertEqual(len(ok.translations), 2)
 
+    def test_unknown_model_names_create_no_series_and_are_not_echoed(self):
+        # Unique long names: each must come back NOT_FOUND with a short
+        # message, and neither the in-flight gauge nor any other series may
+        # grow with them (they are all model="unknown").
+        stub = translation_pb2_grpc.TranslationServiceStub(self.channel)
+        before = len(self.server.metrics())
+        for i in range(20):
+            name = f"no-such-model-{i}-" + "x" * 1500
+            request = translation_pb2.TranslateRequest(model=name, sentences=["Hallo."])
+            code, details = error_of(lambda: stub.Translate(request, timeout=30))
+            self.assertEqual(code, grpc.StatusCode.NOT_FOUND, details[:200])
+            self.assertLess(len(details), 300, details[:200])
+            self.assertIn(f"no-such-model-{i}-", details)
+            self.assertIn("bytes)", details)
+            requests = stub.TranslateStream(iter([translation_pb2.TranslateStreamRequest(
+                id=1, request=request)]), timeout=30)
+            for response in requests:
+                self.assertEqual(response.error.code, grpc.StatusCode.NOT_FOUND.value[0])
+                self.assertLess(len(response.error.message), 300)
+        text = self.server.metrics()
+        self.assertNotIn("no-such-model", text)
+        self.assertLess(len(text) - before, 4096)
+        self.assertGreaterEqual(
+            sample(text, 'quantmt_requests_total{rpc="Translate",model="unknown",code="NOT_FOUND"}'),
+            20)
+
     def test_oversize_messages_are_counted_up_to_twice_the_limit(self):
         # The server refuses a message over --max_receive_message_bytes
         # itself, so that the metrics count it (model "": it is not parsed);
