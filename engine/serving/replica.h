@@ -1,8 +1,7 @@
 // One replica: a thread that owns a running batch (a BatchDecoder: CUDA
-// graphs for greedy search on a GPU float model, StepDecoder otherwise) over
-// a model shared with the other replicas, feeds it from the model's queue and
-// delivers results. Device-agnostic (tensors
-// live on the model's device).
+// graphs on a GPU, StepDecoder otherwise) over a model shared with the other
+// replicas, feeds it from the model's queue and delivers results.
+// Device-agnostic (tensors live on the model's device).
 //
 // Each step: admit queued sentences (every step with continuous batching,
 // only when the batch is empty with static batching), drop sentences whose
