@@ -3,6 +3,8 @@
 // per layer shape and input rows, with the RAM each path holds. The
 // per-layer rule in engine/model/daq_linear.cc (ChooseDaqKernel) comes from
 // these tables.
+#include "model/daq_kernels.h"
+
 #include <torch/torch.h>
 
 #include <CLI/CLI.hpp>
@@ -11,7 +13,6 @@
 #include <cstdio>
 #include <vector>
 
-#include "model/daq_kernels.h"
 #include "model/daq_linear.h"
 
 namespace {

@@ -203,8 +203,8 @@ int main(int argc, char** argv) {
       std::to_string(replicas) + (replicas > 1 ? " replicas x " : " replica x ") +
       std::to_string(per_replica) + (per_replica > 1 ? " threads" : " thread");
   std::printf("quantmt greedy decoding, %s, %s %s, %s decoder, %s, LibTorch %s\n", shape.c_str(),
-              device_name.c_str(), compute_type.c_str(), decoder_name.c_str(),
-              thread_text.c_str(), TORCH_VERSION);
+              device_name.c_str(), compute_type.c_str(), decoder_name.c_str(), thread_text.c_str(),
+              TORCH_VERSION);
   if (model->config().quantization.scheme != config.quantization.scheme) {
     std::printf("weights: the %s checkpoint run as its float twin (--dequantize)\n",
                 config.quantization.scheme.c_str());
@@ -223,8 +223,7 @@ int main(int argc, char** argv) {
   // small batches the weights streamed from memory once per step.
   const double compute_ceiling = int8 ? 25384 : 6341;
   const double memory_bound_per_row = int8 ? 4700 : 1178;
-  std::printf("%6s %12s %12s %12s %10s\n", "batch", "tokens/s", "ms/batch", "ms/token",
-              "roofline");
+  std::printf("%6s %12s %12s %12s %10s\n", "batch", "tokens/s", "ms/batch", "ms/token", "roofline");
   for (int batch : batches) {
     std::vector<std::vector<int64_t>> sources(batch);
     for (auto& source : sources) {

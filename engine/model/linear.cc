@@ -7,9 +7,9 @@
 #include <stdexcept>
 
 #include "kernels/dnnl_matmul.h"
+#include "model/daq_linear.h"
 #include "model/int8_linear.h"
 #include "model/packed_product.h"
-#include "model/daq_linear.h"
 
 namespace quantmt {
 

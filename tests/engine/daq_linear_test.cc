@@ -1,5 +1,7 @@
 // DAQ layers in the engine: code packing, int8 centroids, the lookup-table
 // kernel against decompress-then-matmul, and the loader's refusals.
+#include "model/daq_linear.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,10 +12,9 @@
 
 #include "checkpoint/safetensors.h"
 #include "kernels/dnnl_matmul.h"
+#include "model/daq_kernels.h"
 #include "model/daq_params.h"
 #include "model/model_io.h"
-#include "model/daq_kernels.h"
-#include "model/daq_linear.h"
 #include "tiny_model.h"
 
 namespace quantmt {
@@ -124,7 +125,7 @@ TEST(DaqKernelTest, LookupMatchesFloat64WithinSummationBound) {
   auto layer = RandomLayer(layout, /*integers=*/false, 5);
   auto input = torch::randn({9, layout.in_features});
   auto weight = daq::DecodeRows(layer->FloatCentroids(), layer->UnpackedCodes(),
-                               daq::RowBuckets(layer->named_buffers()["bucket_offsets"], 600))
+                                daq::RowBuckets(layer->named_buffers()["bucket_offsets"], 600))
                     .to(torch::kFloat64);
   auto bias = layer->bias().detach().to(torch::kFloat64);
   auto reference = torch::addmm(bias, input.to(torch::kFloat64), weight.t());
@@ -198,7 +199,7 @@ TEST(DaqKernelTest, EmbedRowsDecodesOnlyTheRowsAsked) {
     auto ids = torch::tensor({{0, 49, 17}, {3, 3, 20}}, torch::kLong);
     auto rows = layer->EmbedRows(ids);
     auto weight = daq::DecodeRows(layer->FloatCentroids(), layer->UnpackedCodes(),
-                                 daq::RowBuckets(layer->named_buffers()["bucket_offsets"], 50));
+                                  daq::RowBuckets(layer->named_buffers()["bucket_offsets"], 50));
     EXPECT_TRUE(rows.equal(torch::embedding(weight, ids)));
     // A prepared layer (decoded weight packed, plain copy dropped) too.
     layer->set_kernel(DaqKernel::kDecompress);

@@ -6,11 +6,11 @@
 
 #include <gtest/gtest.h>
 
+#include "model/daq_linear.h"
 #include "model/daq_params.h"
 #include "model/int8_convert.h"
 #include "model/int8_linear.h"
 #include "model/int8_quantize.h"
-#include "model/daq_linear.h"
 #include "tiny_model.h"
 
 namespace quantmt {

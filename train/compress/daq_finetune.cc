@@ -5,8 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "model/model_io.h"
 #include "model/daq_linear.h"
+#include "model/model_io.h"
 #include "train/compress/daq_quantizer.h"
 
 namespace quantmt::compress {

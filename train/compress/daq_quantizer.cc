@@ -8,9 +8,9 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "model/model_io.h"
 #include "model/daq_kernels.h"
 #include "model/daq_linear.h"
+#include "model/model_io.h"
 #include "train/compress/kmeans.h"
 
 namespace quantmt::compress {
@@ -121,7 +121,7 @@ absl::StatusOr<std::shared_ptr<Transformer>> QuantizeTransformer(
     auto original = weight->to(torch::kFloat32);
     auto decoded =
         daq::DecodeRows(layer->FloatCentroids().to(torch::kFloat32), layer->UnpackedCodes(),
-                       daq::RowBuckets(matrix.offsets, layout.out_features));
+                        daq::RowBuckets(matrix.offsets, layout.out_features));
     const double squared_error = (decoded - original).pow(2).sum().item<double>();
     const double squared_norm = original.pow(2).sum().item<double>();
     if (errors != nullptr) {

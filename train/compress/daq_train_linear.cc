@@ -123,7 +123,7 @@ torch::Tensor DaqTrainLinear::EmbedRows(const torch::Tensor& ids) {
   if (!quantized_) return torch::embedding(NoisyWeight(), ids);
   auto flat = ids.reshape({-1});
   auto rows = daq::DecodeRows(centroids_, assignments_.index_select(0, flat),
-                             RowBucketIndex().index_select(0, flat));
+                              RowBucketIndex().index_select(0, flat));
   auto sizes = ids.sizes().vec();
   sizes.push_back(spec_.in_features);
   return rows.view(sizes);

@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "model/daq_linear.h"
 #include "model/daq_params.h"
 #include "model/linear.h"
-#include "model/daq_linear.h"
 
 namespace quantmt::compress {
 
