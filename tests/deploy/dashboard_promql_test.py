@@ -200,13 +200,23 @@ def run(source_dir, work_dir, server_binary):
         # Two rounds of traffic, scrapes apart: series appear with the first
         # request, so rate() sees an increase only if traffic continues after
         # Prometheus has sampled them once (one round can fit in one scrape).
+        def scraped(expr, at_least):
+            result = prometheus_query(prometheus_port, expr)
+            return bool(result) and float(result[0]["value"][1]) >= at_least
+
+        # The second round starts once Prometheus holds the first one's
+        # samples (a fixed pause was not always enough on a busy machine).
         sent = send_traffic(grpc_port)
-        time.sleep(4)
+        wait_for(f"Prometheus scraping the first {sent} requests",
+                 lambda: scraped('sum(quantmt_request_duration_seconds_count{job="quantmt"})', sent),
+                 30, prometheus, prometheus_log)
+        time.sleep(1.5)
         sent += send_traffic(grpc_port)
         # Prometheus has the traffic once its count of answered RPCs does.
-        wait_for(f"Prometheus scraping all {sent} requests", lambda: float(prometheus_query(
-            prometheus_port, 'sum(quantmt_requests_total{job="quantmt"})')[0]["value"][1]) >= sent,
-            30, prometheus, prometheus_log)
+        wait_for(f"Prometheus scraping all {sent} requests",
+                 lambda: scraped('sum(quantmt_requests_total{job="quantmt"})', sent) and
+                 scraped('sum(quantmt_request_duration_seconds_count{job="quantmt"})', sent),
+                 30, prometheus, prometheus_log)
         # One more scrape after the last request, so that every rate() has
         # two samples after the traffic as well as before it.
         time.sleep(2.5)
